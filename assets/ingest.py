@@ -1,0 +1,61 @@
+"""Ingest assets: the `collections` catalog table and the per-collection `tokens` table."""
+
+
+from collections import Counter
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.partitions import collection_partitions
+from assets.table_metadata import table_metadata
+from nft_pipeline import schemas
+from nft_pipeline.discovery import collections_table, discover_collection_tokens
+from nft_pipeline.storage import read_table, write_table
+from resources import DataDirResource, HttpResource, NftSourcesResource
+
+
+@dg.asset(group_name="ingest", kinds={"parquet"})
+def collections(
+    context: dg.AssetExecutionContext, data_dir: DataDirResource, http: HttpResource, sources: NftSourcesResource
+) -> dg.MaterializeResult:
+    """Catalog entries enriched with contract metadata; registers each valid slug as a partition."""
+    entries = sources.entries()
+    table = collections_table(entries, sources.endpoints(), http.limits(), datetime.now(UTC))
+    path = write_table(table, data_dir.layout().table_path("collections"), schemas.COLLECTIONS)
+    known = set(context.instance.get_dynamic_partitions(collection_partitions.name))
+    new = [e.slug for e in entries if e.problem is None and e.slug not in known]
+    if new:
+        context.instance.add_dynamic_partitions(collection_partitions.name, new)
+        context.log.info(f"registered {len(new)} new collection partition(s): {', '.join(new[:20])}")
+    statuses = Counter(table.column("status").to_pylist())
+    return dg.MaterializeResult(
+        metadata=table_metadata(table, path, status_counts=dict(statuses), new_partitions=len(new))
+    )
+
+
+@dg.asset(group_name="ingest", kinds={"parquet"}, partitions_def=collection_partitions, deps=[collections])
+def tokens(
+    context: dg.AssetExecutionContext, data_dir: DataDirResource, http: HttpResource, sources: NftSourcesResource
+) -> dg.MaterializeResult:
+    """One row per token with normalized attributes and metadata, and why metadata is missing."""
+    entry = sources.entry(context.partition_key)
+    path = data_dir.layout().partition_path("tokens", entry.slug)
+    previous = read_table(path, schemas.TOKENS)
+
+    def log_progress(n: int) -> None:
+        if n % 2000 < 100:
+            context.log.info(f"{entry.slug}: {n} tokens listed")
+
+    table, report = discover_collection_tokens(
+        entry, sources.endpoint(entry.source), http.limits(), previous, datetime.now(UTC), log_progress
+    )
+    write_table(table, path, schemas.TOKENS)
+    summary = report.as_dict()
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            table,
+            path,
+            new_tokens=table.num_rows - len(set(previous.column("token_id").to_pylist()) & set(table.column("token_id").to_pylist())),
+            **summary,
+        )
+    )

@@ -1,0 +1,44 @@
+"""The Dagster `Definitions` of the pipeline (the one module of `nft_pipeline` that imports Dagster).
+
+Loaded by `workspace.yaml` / `dagster dev` and by `nft-pipeline demo`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from assets import ingest
+from assets.partitions import collection_partitions
+from resources import local_resources
+
+ALL_ASSETS = [ingest.collections, ingest.tokens]
+PARTITIONED_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is collection_partitions]
+
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    return dg.Definitions(assets=ALL_ASSETS, resources=resources or local_resources())
+
+
+defs = build_definitions()
+
+
+def materialize_collections(instance: dg.DagsterInstance, resources: dict, partitions: list[str] | None = None) -> list[str]:
+    """Materialize `collections`, then every per-collection asset for each partition (or the given ones).
+
+    Used by `nft-pipeline demo`; returns the partitions that were run. Raises if a run fails.
+    """
+    dg.materialize([ingest.collections], instance=instance, resources=resources)
+    keys = partitions or instance.get_dynamic_partitions(collection_partitions.name)
+    for key in keys:
+        dg.materialize(PARTITIONED_ASSETS, partition_key=key, instance=instance, resources=resources)
+    return list(keys)
+
+
+def run_pipeline(gateway_url: str, data_dir, partitions: list[str] | None = None) -> list[str]:
+    """Materialize everything against `gateway_url` into `data_dir` on the `$DAGSTER_HOME` instance
+    (an ephemeral one if unset), so runs show up in `dagster dev` afterwards."""
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    with instance:
+        return materialize_collections(instance, local_resources(gateway_url, data_dir), partitions)

@@ -1,0 +1,150 @@
+"""Where the pipeline keeps its tables and blobs, and how it writes them safely.
+
+Every stage writes one Parquet file per (table, collection) partition. Writes go to a temporary
+file in the same directory and are renamed into place, so a reader never sees half a table and a
+killed run leaves no partial file behind; re-running a partition replaces its file whole, so rows
+are never duplicated. Large bytes (media, images) live in a content-addressed blob store keyed by
+sha256, so identical media are stored once and a table row only carries the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_DIR_ENV = "NFT_PIPELINE_DATA"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_data_dir() -> Path:
+    """The data directory: `$NFT_PIPELINE_DATA`, else `./data` (git-ignored)."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data")).resolve()
+
+
+def safe_name(untrusted: str, max_len: int = 120) -> str:
+    """A file-name-safe form of an untrusted string (slug, token id) that cannot escape a folder.
+
+    Unsafe runs become `_`; a digest suffix keeps distinct inputs distinct when they collide or
+    are cut to `max_len`.
+    """
+    cleaned = _SAFE_NAME.sub("_", untrusted).strip("._") or "_"
+    if cleaned == untrusted and len(cleaned) <= max_len:
+        return cleaned
+    digest = hashlib.sha256(untrusted.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{cleaned[: max_len - 13]}-{digest}"
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(table: pa.Table, path: Path, schema: pa.Schema) -> Path:
+    """Write `table` as Parquet at `path` atomically, cast to the table's declared `schema`."""
+    table = table.select(schema.names).cast(schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path
+
+
+def read_table(path: Path, schema: pa.Schema) -> pa.Table:
+    """Read a table written by `write_table`; a missing file is an empty table of `schema`."""
+    if not path.exists():
+        return schema.empty_table()
+    return pq.read_table(path, schema=schema)
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """The on-disk layout under one data directory.
+
+    `tables/<table>/<collection>.parquet` for partitioned tables, `tables/<table>.parquet` for
+    unpartitioned ones, `blobs/ab/<sha256>` for content-addressed bytes.
+    """
+
+    root: Path
+
+    def table_dir(self, table: str) -> Path:
+        return self.root / "tables" / table
+
+    def partition_path(self, table: str, collection: str) -> Path:
+        return self.table_dir(table) / f"{safe_name(collection)}.parquet"
+
+    def table_path(self, table: str) -> Path:
+        return self.root / "tables" / f"{table}.parquet"
+
+    def partition_glob(self, table: str) -> str:
+        return str(self.table_dir(table) / "*.parquet")
+
+    @property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.root / "blobs")
+
+    def query(self, sql: str, params: list | None = None) -> pa.Table:
+        """Run DuckDB SQL; `{table}` placeholders name a table, all its partitions (`{tokens}`)."""
+        root = self.root / "tables"
+        tables = {p.stem: f"read_parquet('{p}')" for p in root.glob("*.parquet")}
+        tables.update({p.name: f"read_parquet('{p}/*.parquet')" for p in root.glob("*/") if any(p.glob("*.parquet"))})
+        with duckdb.connect() as con:
+            return con.execute(sql.format(**tables), params or []).to_arrow_table()
+
+
+class BlobStore:
+    """Content-addressed bytes: `blobs/ab/abcdef...` by sha256, written once, atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, sha256: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path_of(sha256).exists()
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path_of(sha)
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
+        return sha
+
+    def put_file(self, staged: Path, sha256: str) -> str:
+        """Move an already-hashed staged file into the store (a no-op if the blob exists)."""
+        target = self.path_of(sha256)
+        if target.exists():
+            staged.unlink(missing_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+        return sha256
+
+    def open(self, sha256: str) -> BinaryIO:
+        return self.path_of(sha256).open("rb")
+
+    def staging_dir(self) -> Path:
+        path = self.root / ".staging"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
