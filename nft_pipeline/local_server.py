@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -27,39 +28,27 @@ class RunningServer:
 
 @contextmanager
 def running_app(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningServer]:
-    """Serve `app` until the block exits; port 0 picks a free port."""
+    """Serve `app` until the block exits; port 0 picks a free port. Frees the port on exit."""
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    started = threading.Event()
-    bound: list[int] = []
-    failure: list[BaseException] = []
-
-    async def start() -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
-        bound.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(start())
-        except BaseException as exc:  # reported to the caller's thread below
-            failure.append(exc)
-            started.set()
-            return
-        started.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, name=f"aiohttp-{host}:{port}", daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name=f"aiohttp-{host}", daemon=True)
     thread.start()
-    started.wait()
-    if failure:
-        raise failure[0]
+
+    def run(coroutine: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    async def start() -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        return runner
+
     try:
-        yield RunningServer(host, bound[0])
+        runner = run(start())
+        try:
+            yield RunningServer(host, runner.addresses[0][1])
+        finally:
+            run(runner.cleanup())
     finally:
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        thread.join()
+        loop.close()
