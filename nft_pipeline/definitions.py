@@ -9,11 +9,11 @@ import os
 
 import dagster as dg
 
-from assets import ingest
+from assets import ingest, media
 from assets.partitions import collection_partitions
 from resources import local_resources
 
-ALL_ASSETS = [ingest.collections, ingest.tokens]
+ALL_ASSETS = [ingest.collections, ingest.tokens, media.raw_media]
 PARTITIONED_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is collection_partitions]
 
 

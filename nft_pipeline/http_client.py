@@ -238,19 +238,24 @@ class GuardedHttpClient:
     # -- internals ------------------------------------------------------------------------------
 
     async def _fetch_candidates(self, uri: str, target: Candidates, max_bytes: int, dest: Path | None) -> FetchResult:
-        attempts = 0
-        errors = []
-        result = FetchResult(url=uri, status=FetchStatus.CONNECTION_ERROR)
+        """Try each gateway URL in order; on total failure report the best-informed attempt.
+
+        A gateway that answered (say 404) tells more than one that could not be reached, so the
+        reported status is the first HTTP answer if there was one; the error lists every gateway.
+        """
+        failures: list[FetchResult] = []
         for candidate in target.urls:
             result = await self.fetch_url(candidate, max_bytes, dest)
-            attempts += result.attempts
             if result.ok or result.status in (FetchStatus.TOO_LARGE, FetchStatus.BLOCKED_ADDRESS):
                 break
-            errors.append(f"{urllib.parse.urlsplit(candidate).netloc}: {result.error}")
+            failures.append(result)
+        else:
+            answered = [f for f in failures if f.http_status is not None]
+            result = answered[0] if answered else failures[-1]
+            if len(failures) > 1:
+                result.error = "; ".join(f"{urllib.parse.urlsplit(f.url).netloc}: {f.error}" for f in failures)
+        result.attempts = sum(f.attempts for f in failures) + (0 if result in failures else result.attempts)
         result.url = uri
-        result.attempts = attempts
-        if not result.ok and len(errors) > 1:
-            result.error = "; ".join(errors)
         return result
 
     def _from_data_uri(self, uri: str, data: DataUri, dest: Path | None) -> FetchResult:

@@ -93,8 +93,9 @@ class DataLayout:
     def table_path(self, table: str) -> Path:
         return self.root / "tables" / f"{table}.parquet"
 
-    def partition_glob(self, table: str) -> str:
-        return str(self.table_dir(table) / "*.parquet")
+    def journal_path(self, table: str, collection: str) -> Path:
+        """Rows of a partition run in progress, so a killed run resumes where it stopped."""
+        return self.root / "journals" / table / f"{safe_name(collection)}.jsonl"
 
     @property
     def blobs(self) -> BlobStore:

@@ -1,0 +1,65 @@
+"""The `raw_media` asset: every token's media fetched into the blob store, one row per token and URL."""
+
+import dagster as dg
+
+from assets.ingest import tokens
+from assets.partitions import collection_partitions
+from assets.table_metadata import table_metadata
+from nft_pipeline import schemas, sniff
+from nft_pipeline.download import DownloadSettings, MediaDownloader, media_jobs, rows_from_table, rows_to_table
+from nft_pipeline.storage import read_table, write_table
+from resources import DataDirResource, HttpResource
+
+
+class RawMediaConfig(dg.Config):
+    """Per-run download settings (see `nft_pipeline.download.DownloadSettings`)."""
+
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_animation_bytes: int = 200 * 1024 * 1024
+    allowed_types: list[str] = list(sniff.MEDIA_TYPES)
+    fetch_animations: bool = True
+    retry_failed: bool = False
+    workers: int = 256
+
+    def settings(self) -> DownloadSettings:
+        fields = self.model_dump()
+        fields["allowed_types"] = tuple(fields["allowed_types"])
+        return DownloadSettings(**fields)
+
+
+@dg.asset(group_name="ingest", kinds={"parquet"}, partitions_def=collection_partitions, deps=[tokens])
+def raw_media(
+    context: dg.AssetExecutionContext, config: RawMediaConfig, data_dir: DataDirResource, http: HttpResource
+) -> dg.MaterializeResult:
+    """Media bytes in `blobs/` by sha256; a status and reason for every token whose media failed."""
+    layout = data_dir.layout()
+    slug = context.partition_key
+    path = layout.partition_path("raw_media", slug)
+    settings = config.settings()
+    jobs = media_jobs(read_table(layout.partition_path("tokens", slug), schemas.TOKENS), settings)
+    downloader = MediaDownloader(layout.blobs, layout.journal_path("raw_media", slug), settings)
+    progress = {"n": 0}
+
+    def log_progress(_row, fetched: bool) -> None:
+        progress["n"] += fetched
+        if fetched and progress["n"] % 2000 == 0:
+            context.log.info(f"{slug}: {progress['n']} media fetched")
+
+    previous = rows_from_table(read_table(path, schemas.RAW_MEDIA))
+    rows, report = downloader.run(jobs, previous, http.limits(), log_progress)
+    table = rows_to_table(rows)
+    write_table(table, path, schemas.RAW_MEDIA)
+    downloader.finish()
+    summary = report.as_dict()
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            table,
+            path,
+            status_counts=summary["status_counts"],
+            fetched=report.fetched,
+            reused=report.reused,
+            bytes_fetched=dg.MetadataValue.int(report.bytes_fetched),
+            files_per_second=dg.MetadataValue.float(summary["files_per_second"]),
+            top_errors=dg.MetadataValue.json(summary["top_errors"]),
+        )
+    )
