@@ -6,7 +6,13 @@ from assets.ingest import tokens
 from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from nft_pipeline import schemas, sniff
-from nft_pipeline.download import DownloadSettings, MediaDownloader, media_jobs, rows_from_table, rows_to_table
+from nft_pipeline.download import (
+    DownloadSettings,
+    MediaDownloader,
+    media_jobs,
+    rows_from_table,
+    rows_to_table,
+)
 from nft_pipeline.storage import read_table, write_table
 from resources import DataDirResource, HttpResource
 
@@ -20,6 +26,7 @@ class RawMediaConfig(dg.Config):
     fetch_animations: bool = True
     retry_failed: bool = False
     workers: int = 256
+    processes: int = DownloadSettings.processes
 
     def settings(self) -> DownloadSettings:
         fields = self.model_dump()
@@ -38,12 +45,12 @@ def raw_media(
     settings = config.settings()
     jobs = media_jobs(read_table(layout.partition_path("tokens", slug), schemas.TOKENS), settings)
     downloader = MediaDownloader(layout.blobs, layout.journal_path("raw_media", slug), settings)
-    progress = {"n": 0}
+    logged = {"at": 0}
 
-    def log_progress(_row, fetched: bool) -> None:
-        progress["n"] += fetched
-        if fetched and progress["n"] % 2000 == 0:
-            context.log.info(f"{slug}: {progress['n']} media fetched")
+    def log_progress(done: int) -> None:
+        if done - logged["at"] >= 5000:
+            logged["at"] = done
+            context.log.info(f"{slug}: {done}/{len(jobs)} media rows done")
 
     previous = rows_from_table(read_table(path, schemas.RAW_MEDIA))
     rows, report = downloader.run(jobs, previous, http.limits(), log_progress)

@@ -10,14 +10,22 @@ from nft_pipeline.reporting import text_table
 from nft_pipeline.storage import DataLayout, default_data_dir
 
 DEMO_SUMMARY_SQL = """
-SELECT t.collection,
-       count(*) AS tokens,
-       count(*) FILTER (WHERE t.metadata_status IN ('ok', 'recovered')) AS with_metadata,
-       count(*) FILTER (WHERE t.metadata_source = 'token_uri') AS via_token_uri,
-       count(*) FILTER (WHERE t.metadata_status NOT IN ('ok', 'recovered')) AS metadata_failed,
-       count(*) FILTER (WHERE t.attributes_status = 'repaired') AS attributes_repaired,
-       sum(len(t.attributes)) AS attributes
-FROM {tokens} t GROUP BY t.collection ORDER BY t.collection
+WITH t AS (
+    SELECT collection,
+           count(*) AS tokens,
+           count(*) FILTER (WHERE metadata_status IN ('ok', 'recovered')) AS with_metadata,
+           count(*) FILTER (WHERE metadata_source = 'token_uri') AS via_token_uri,
+           count(*) FILTER (WHERE metadata_status NOT IN ('ok', 'recovered')) AS metadata_failed,
+           sum(len(attributes))::BIGINT AS attributes
+    FROM {tokens} GROUP BY collection
+), m AS (
+    SELECT collection,
+           count(*) FILTER (WHERE status = 'ok') AS media_ok,
+           count(*) FILTER (WHERE status <> 'ok') AS media_failed,
+           round(sum(bytes) / 1e6, 1) AS media_mb
+    FROM {raw_media} GROUP BY collection
+)
+SELECT * FROM t LEFT JOIN m USING (collection) ORDER BY collection
 """
 
 

@@ -29,10 +29,11 @@ def materialize_collections(instance: dg.DagsterInstance, resources: dict, parti
 
     Used by `nft-pipeline demo`; returns the partitions that were run. Raises if a run fails.
     """
-    dg.materialize([ingest.collections], instance=instance, resources=resources)
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    dg.materialize([ingest.collections], instance=instance, resources=resources, run_config=quiet)
     keys = partitions or instance.get_dynamic_partitions(collection_partitions.name)
     for key in keys:
-        dg.materialize(PARTITIONED_ASSETS, partition_key=key, instance=instance, resources=resources)
+        dg.materialize(PARTITIONED_ASSETS, partition_key=key, instance=instance, resources=resources, run_config=quiet)
     return list(keys)
 
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from nft_pipeline import schemas
 from nft_pipeline.catalog import CatalogEntry
-from nft_pipeline.http_client import GuardedHttpClient, HttpLimits
+from nft_pipeline.http_client import GuardedHttpClient, HttpLimits, run_event_loop
 from nft_pipeline.source import NftSourceClient, SourceEndpoint, SourceError
 from nft_pipeline.token_metadata import (
     MAX_METADATA_BYTES,
@@ -218,7 +218,7 @@ def collections_table(
             clients = {name: NftSourceClient(http, endpoint) for name, endpoint in endpoints.items()}
             return await asyncio.gather(*(describe_collection(e, clients.get(e.source), now) for e in entries))
 
-    return pa.Table.from_pylist(asyncio.run(describe_all()), schema=schemas.COLLECTIONS)
+    return pa.Table.from_pylist(run_event_loop(describe_all()), schema=schemas.COLLECTIONS)
 
 
 def discover_collection_tokens(
@@ -236,5 +236,5 @@ def discover_collection_tokens(
             client = NftSourceClient(http, endpoint)
             return await discover_tokens(entry, client, http, previous_tokens(previous), now, on_page)
 
-    records, report = asyncio.run(discover())
+    records, report = run_event_loop(discover())
     return tokens_to_table(records), report

@@ -14,24 +14,32 @@ what is missing; staging files of a killed run are swept. Failed rows are kept a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import multiprocessing
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+from nft_pipeline import sniff
+from nft_pipeline.blobs import BlobStore
+from nft_pipeline.http_client import (
+    FetchResult,
+    GuardedHttpClient,
+    HttpLimits,
+    run_event_loop,
+)
 
-from nft_pipeline import schemas, sniff
-from nft_pipeline.http_client import FetchResult, GuardedHttpClient, HttpLimits
-from nft_pipeline.storage import BlobStore
+if TYPE_CHECKING:  # pyarrow is imported lazily: download child processes never need it (~70 MB)
+    import pyarrow as pa
 
-ROLES = ("image", "animation")
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,15 @@ class DownloadSettings:
     allowed_types: tuple[str, ...] = sniff.MEDIA_TYPES
     fetch_animations: bool = True
     retry_failed: bool = False
-    workers: int = 256  # concurrent fetch tasks; the HTTP limits cap requests in flight
+    workers: int = 256  # concurrent fetch tasks per process; the HTTP limits cap requests in flight
+    processes: int = os.cpu_count() or 1  # download processes for large jobs (one event loop each)
+    min_jobs_per_process: int = 5000  # below this a process costs more (spawn, imports) than it saves
 
     def max_bytes(self, role: str) -> int:
         return self.max_animation_bytes if role == "animation" else self.max_image_bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MediaJob:
     collection: str
     token_id: str
@@ -57,7 +67,7 @@ class MediaJob:
     url: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class MediaRow:
     """One row of the `raw_media` table (see `schemas.RAW_MEDIA`)."""
 
@@ -142,18 +152,22 @@ class MediaDownloader:
         self.blobs = blobs
         self.journal = journal
         self.settings = settings
+        self._staged_names = itertools.count()
+
+    def _journal_paths(self) -> list[Path]:
+        """The run journal and its per-process shards (`<stem>.jsonl`, `<stem>.<i>.jsonl`)."""
+        return sorted(self.journal.parent.glob(f"{self.journal.stem}*.jsonl"))
 
     def _journal_rows(self) -> Iterator[MediaRow]:
-        if not self.journal.exists():
-            return
-        with self.journal.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    data = json.loads(line)
-                    data["fetched_at"] = datetime.fromisoformat(data["fetched_at"])
-                    yield MediaRow(**data)
-                except (ValueError, TypeError, KeyError):
-                    continue  # a line cut by a kill mid-write
+        for path in self._journal_paths():
+            with path.open(encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        data = json.loads(line)
+                        data["fetched_at"] = datetime.fromisoformat(data["fetched_at"])
+                        yield MediaRow(**data)
+                    except (ValueError, TypeError, KeyError):
+                        continue  # a line cut by a kill mid-write
 
     def _reusable(self, previous: MediaRow | None, job: MediaJob) -> bool:
         if previous is None or previous.url != job.url:
@@ -162,17 +176,11 @@ class MediaDownloader:
             return previous.sha256 is not None and self.blobs.has(previous.sha256)
         return not self.settings.retry_failed
 
-    def _sweep_staging(self) -> Path:
-        staging = self.blobs.staging_dir()
-        for stale in staging.glob(f"{self.journal.stem}-*"):
-            stale.unlink(missing_ok=True)
-        return staging
-
     async def _fetch(self, http: GuardedHttpClient, job: MediaJob, staging: Path) -> MediaRow:
         now = datetime.now(UTC)
         if not job.url:
             return MediaRow(job.collection, job.token_id, job.role, job.url, "no_uri", now, error="token has no media URI")
-        staged = staging / f"{self.journal.stem}-{uuid.uuid4().hex}"
+        staged = staging / f"{self.journal.stem}-{os.getpid()}-{next(self._staged_names)}"
         result = await http.fetch_uri(job.url, self.settings.max_bytes(job.role), dest=staged)
         row = _row_from_fetch(job, result, now)
         if not result.ok:
@@ -189,7 +197,10 @@ class MediaDownloader:
         if row.status != "ok":
             staged.unlink(missing_ok=True)
             return row
-        row.sha256 = self.blobs.put_file(staged, result.sha256 or "")
+        if result.body is not None:
+            row.sha256 = self.blobs.put_bytes(result.body, result.sha256)
+        else:
+            row.sha256 = self.blobs.put_file(staged, result.sha256 or "")
         return row
 
     def run(
@@ -197,9 +208,12 @@ class MediaDownloader:
         jobs: Iterable[MediaJob],
         previous: Iterable[MediaRow],
         limits: HttpLimits,
-        on_row: Callable[[MediaRow, bool], None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> tuple[list[MediaRow], DownloadReport]:
-        """Download what is missing; returns every job's row (reused or fetched) and a report."""
+        """Download what is missing; returns every job's row (reused or fetched) and a report.
+
+        `on_progress(n)` is called as rows complete with the number done so far (reused first).
+        """
         known = {r.key: r for r in previous}
         known.update({r.key: r for r in self._journal_rows()})
         report = DownloadReport()
@@ -209,62 +223,123 @@ class MediaDownloader:
             prev = known.get((job.token_id, job.role))
             if self._reusable(prev, job):
                 rows.append(prev)
-                report.reused += 1
-                if on_row is not None:
-                    on_row(prev, False)
             else:
                 todo.append(job)
+        report.reused = len(rows)
+        progress = (lambda n: on_progress(report.reused + n)) if on_progress else (lambda n: None)
+        progress(0)
         started = time.perf_counter()
-        rows.extend(asyncio.run(self._fetch_all(todo, limits, report, on_row)))
+        processes = min(self.settings.processes, max(1, len(todo) // self.settings.min_jobs_per_process))
+        if processes > 1:
+            fetched = self._fetch_in_processes(todo, limits, processes, progress)
+        else:
+            fetched = run_event_loop(self._fetch_all(todo, limits, self.journal, progress))
         report.seconds = time.perf_counter() - started
+        rows.extend(fetched)
         rows.sort(key=lambda r: (len(r.token_id), r.token_id, r.role))
+        report.fetched = len(fetched)
+        report.bytes_fetched = sum(r.bytes for r in fetched)
         report.rows = len(rows)
         report.status_counts.update(r.status for r in rows)
         report.top_errors.update(f"{r.status}: {(r.error or '')[:80]}" for r in rows if r.status != "ok")
         return rows, report
 
-    async def _fetch_all(
-        self,
-        todo: list[MediaJob],
-        limits: HttpLimits,
-        report: DownloadReport,
-        on_row: Callable[[MediaRow, bool], None] | None,
+    def _fetch_in_processes(
+        self, todo: list[MediaJob], limits: HttpLimits, processes: int, progress: Callable[[int], None]
     ) -> list[MediaRow]:
-        staging = self._sweep_staging()
-        queue: asyncio.Queue[MediaJob] = asyncio.Queue()
-        for job in todo:
-            queue.put_nowait(job)
+        """Shard the jobs over processes (one event loop each), so fetching uses every core.
+
+        `spawn` keeps children safe from the parent's threads (Dagster, the gateway in tests);
+        children count finished rows in a shared counter that the parent polls for progress.
+        """
+        context = multiprocessing.get_context("spawn")
+        done = context.Value("q", 0)
+        shards = [todo[i::processes] for i in range(processes)]
+        limits = replace(  # the limits are global: each process gets its share
+            limits,
+            max_in_flight=max(1, limits.max_in_flight // processes),
+            max_per_host=max(1, limits.max_per_host // processes),
+        )
+        journals = [self.journal.with_name(f"{self.journal.stem}.{i}.jsonl") for i in range(processes)]
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=_share_counter, initargs=(done,)) as pool:
+            futures = [
+                pool.submit(_fetch_shard, self.blobs.root, journal, self.settings, limits, shard)
+                for journal, shard in zip(journals, shards)
+            ]
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=0.5)
+                progress(done.value)
+            return [row for future in futures for row in future.result()]
+
+    async def _fetch_all(
+        self, todo: list[MediaJob], limits: HttpLimits, journal_path: Path, progress: Callable[[int], None]
+    ) -> list[MediaRow]:
+        staging = self.blobs.staging_dir()
+        for stale in staging.glob(f"{self.journal.stem}-*"):  # left by a killed run
+            stale.unlink(missing_ok=True)
+        pending = iter(todo)
         done: list[MediaRow] = []
-        self.journal.parent.mkdir(parents=True, exist_ok=True)
-        with self.journal.open("a", encoding="utf-8") as journal:
+        journal_path.parent.mkdir(parents=True, exist_ok=True)
+        with journal_path.open("a", encoding="utf-8") as journal:
             async with GuardedHttpClient(limits) as http:
 
                 async def worker() -> None:
-                    while not queue.empty():
-                        job = queue.get_nowait()
+                    for job in pending:  # a shared iterator: each job is taken once
                         row = await self._fetch(http, job, staging)
-                        journal.write(json.dumps(asdict(row), default=str) + "\n")
+                        journal.write(json.dumps(asdict_shallow(row), default=str) + "\n")
+                        done.append(row)
                         if len(done) % 64 == 0:
                             journal.flush()  # a kill loses at most a few rows' worth of refetching
-                        done.append(row)
-                        report.fetched += 1
-                        report.bytes_fetched += row.bytes
-                        if on_row is not None:
-                            on_row(row, True)
+                            progress(len(done))
 
-                n_workers = max(1, min(self.settings.workers, len(todo)))
-                await asyncio.gather(*(worker() for _ in range(n_workers)))
+                await asyncio.gather(*(worker() for _ in range(max(1, min(self.settings.workers, len(todo))))))
                 journal.flush()
                 os.fsync(journal.fileno())
+        progress(len(done))
         return done
 
     def finish(self) -> None:
-        """Forget the journal once the table that holds its rows is written."""
-        self.journal.unlink(missing_ok=True)
+        """Forget the journals once the table that holds their rows is written."""
+        for path in self._journal_paths():
+            path.unlink(missing_ok=True)
+
+
+_shared_done: Synchronized | None = None
+
+
+def _share_counter(counter: Synchronized) -> None:
+    global _shared_done
+    _shared_done = counter
+
+
+def _fetch_shard(
+    blob_root: Path, journal: Path, settings: DownloadSettings, limits: HttpLimits, jobs: list[MediaJob]
+) -> list[MediaRow]:
+    """One process's share of a download (runs in a child process)."""
+    downloader = MediaDownloader(BlobStore(blob_root), journal, settings)
+    reported = 0
+
+    def progress(n: int) -> None:
+        nonlocal reported
+        if _shared_done is not None:
+            with _shared_done.get_lock():
+                _shared_done.value += n - reported
+        reported = n
+
+    return run_event_loop(downloader._fetch_all(jobs, limits, journal, progress))
+
+
+def asdict_shallow(row: MediaRow) -> dict[str, Any]:
+    """A row's fields as a dict (`dataclasses.asdict` deep-copies: too slow per file)."""
+    return {name: getattr(row, name) for name in MediaRow.__slots__}
 
 
 def rows_to_table(rows: list[MediaRow]) -> pa.Table:
-    return pa.Table.from_pylist([asdict(r) for r in rows], schema=schemas.RAW_MEDIA)
+    import pyarrow as pa
+
+    from nft_pipeline import schemas
+
+    return pa.Table.from_pylist([asdict_shallow(r) for r in rows], schema=schemas.RAW_MEDIA)
 
 
 def rows_from_table(table: pa.Table) -> list[MediaRow]:

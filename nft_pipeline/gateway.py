@@ -306,4 +306,10 @@ def running_gateway(
 
 def serve_forever(host: str = "127.0.0.1", port: int = 8765, supplies: Mapping[str, int] | None = None) -> None:
     """Run the gateway in the foreground until interrupted (for `nft-pipeline gateway`)."""
-    web.run_app(SampleGateway(supplies).app(), host=host, port=port, access_log=None)
+    try:
+        import uvloop
+    except ImportError:
+        loop = None
+    else:
+        loop = uvloop.new_event_loop()
+    web.run_app(SampleGateway(supplies).app(), host=host, port=port, access_log=None, loop=loop)

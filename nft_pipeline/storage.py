@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from nft_pipeline.blobs import BlobStore
 
 DATA_DIR_ENV = "NFT_PIPELINE_DATA"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -107,45 +108,4 @@ class DataLayout:
         tables = {p.stem: f"read_parquet('{p}')" for p in root.glob("*.parquet")}
         tables.update({p.name: f"read_parquet('{p}/*.parquet')" for p in root.glob("*/") if any(p.glob("*.parquet"))})
         with duckdb.connect() as con:
-            return con.execute(sql.format(**tables), params or []).to_arrow_table()
-
-
-class BlobStore:
-    """Content-addressed bytes: `blobs/ab/abcdef...` by sha256, written once, atomically."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path_of(self, sha256: str) -> Path:
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256
-
-    def has(self, sha256: str) -> bool:
-        return self.path_of(sha256).exists()
-
-    def put_bytes(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
-        target = self.path_of(sha)
-        if not target.exists():
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(data)
-        return sha
-
-    def put_file(self, staged: Path, sha256: str) -> str:
-        """Move an already-hashed staged file into the store (a no-op if the blob exists)."""
-        target = self.path_of(sha256)
-        if target.exists():
-            staged.unlink(missing_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)
-        return sha256
-
-    def open(self, sha256: str) -> BinaryIO:
-        return self.path_of(sha256).open("rb")
-
-    def staging_dir(self) -> Path:
-        path = self.root / ".staging"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+            return con.sql(sql.format(**tables), params=params or None).to_arrow_table()

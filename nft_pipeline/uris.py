@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Candidates:
     urls: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_valid_cid(cid: str) -> bool:
     """CIDv0 (base58 `Qm...`) or CIDv1 (base32 `b...` with version 1, or base58btc `z...`)."""
     if _CID_V0.fullmatch(cid) or _CID_V1_BASE58.fullmatch(cid):

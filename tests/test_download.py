@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from nft_pipeline.blobs import BlobStore
 from nft_pipeline.download import DownloadSettings, MediaDownloader, MediaJob, MediaRow
 from nft_pipeline.http_client import HttpLimits
-from nft_pipeline.storage import BlobStore
 from tests.hostile_server import JPEG, PNG, running_hostile_servers
 
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
@@ -144,3 +144,21 @@ def test_a_changed_url_is_fetched_again(hostile, tmp_path):
     assert report.fetched == 0 and report.reused == 1
     _, report = downloader.run([MediaJob("c", "1", "image", f"{base}/ok.png?v=2")], [old], limits_for(base))
     assert report.fetched == 1
+
+
+def test_large_jobs_are_sharded_over_processes_and_every_row_comes_back(hostile, tmp_path):
+    base, _, _ = hostile
+    blobs = BlobStore(tmp_path / "blobs")
+    journal = tmp_path / "journal" / "c.jsonl"
+    settings = DownloadSettings(processes=2, min_jobs_per_process=50)
+    jobs = [MediaJob("c", str(i), "image", f"{base}/ok.png?i={i}") for i in range(200)]
+    jobs.append(MediaJob("c", "bad", "image", f"{base}/status/404"))
+    seen = []
+    downloader = MediaDownloader(blobs, journal, settings)
+    rows, report = downloader.run(jobs, [], limits_for(base), seen.append)
+    assert report.fetched == 201 and seen[-1] == 201
+    assert sorted(r.token_id for r in rows) == sorted(j.token_id for j in jobs)
+    assert sum(r.status == "ok" for r in rows) == 200 and {r.status for r in rows} == {"ok", "http_error"}
+    assert sorted(p.name for p in journal.parent.iterdir()) == ["c.0.jsonl", "c.1.jsonl"]
+    downloader.finish()
+    assert not list(journal.parent.iterdir())
