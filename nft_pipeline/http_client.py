@@ -318,7 +318,7 @@ class GuardedHttpClient:
         async with self._in_flight, per_host:
             try:
                 result = await self._follow(url, max_bytes, dest)
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 result = FetchResult(url=url, status=FetchStatus.TIMEOUT, error=f"timeout ({type(exc).__name__})")
             except aiohttp.ClientPayloadError as exc:
                 result = FetchResult(url=url, status=FetchStatus.TRUNCATED, error=f"body cut short: {exc}")
