@@ -6,15 +6,21 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets.checks import check_result, check_spec
 from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from nft_pipeline import schemas
 from nft_pipeline.discovery import collections_table, discover_collection_tokens
+from nft_pipeline.quality import unique_keys
 from nft_pipeline.storage import read_table, write_table
 from resources import DataDirResource, HttpResource, NftSourcesResource
 
 
-@dg.asset(group_name="ingest", kinds={"parquet"})
+UNIQUE_SLUGS = check_spec("collections", "unique_slugs", "Each catalog slug appears once.")
+UNIQUE_TOKENS = check_spec("tokens", "unique_token_ids", "No (collection, token_id) appears twice.")
+
+
+@dg.asset(group_name="ingest", kinds={"parquet"}, check_specs=[UNIQUE_SLUGS])
 def collections(
     context: dg.AssetExecutionContext, data_dir: DataDirResource, http: HttpResource, sources: NftSourcesResource
 ) -> dg.MaterializeResult:
@@ -29,11 +35,18 @@ def collections(
         context.log.info(f"registered {len(new)} new collection partition(s): {', '.join(new[:20])}")
     statuses = Counter(table.column("status").to_pylist())
     return dg.MaterializeResult(
-        metadata=table_metadata(table, path, status_counts=dict(statuses), new_partitions=len(new))
+        metadata=table_metadata(table, path, status_counts=dict(statuses), new_partitions=len(new)),
+        check_results=[check_result(UNIQUE_SLUGS, unique_keys(table, ["slug"]))],
     )
 
 
-@dg.asset(group_name="ingest", kinds={"parquet"}, partitions_def=collection_partitions, deps=[collections])
+@dg.asset(
+    group_name="ingest",
+    kinds={"parquet"},
+    partitions_def=collection_partitions,
+    deps=[collections],
+    check_specs=[UNIQUE_TOKENS],
+)
 def tokens(
     context: dg.AssetExecutionContext, data_dir: DataDirResource, http: HttpResource, sources: NftSourcesResource
 ) -> dg.MaterializeResult:
@@ -50,12 +63,9 @@ def tokens(
         entry, sources.endpoint(entry.source), http.limits(), previous, datetime.now(UTC), log_progress
     )
     write_table(table, path, schemas.TOKENS)
-    summary = report.as_dict()
+    known = set(previous.column("token_id").to_pylist())
+    new_tokens = sum(1 for token_id in table.column("token_id").to_pylist() if token_id not in known)
     return dg.MaterializeResult(
-        metadata=table_metadata(
-            table,
-            path,
-            new_tokens=table.num_rows - len(set(previous.column("token_id").to_pylist()) & set(table.column("token_id").to_pylist())),
-            **summary,
-        )
+        metadata=table_metadata(table, path, new_tokens=new_tokens, **report.as_dict()),
+        check_results=[check_result(UNIQUE_TOKENS, unique_keys(table, ["collection", "token_id"]))],
     )

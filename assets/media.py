@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.ingest import tokens
+from assets.checks import check_result, check_spec
 from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from nft_pipeline import schemas, sniff
@@ -13,6 +14,7 @@ from nft_pipeline.download import (
     rows_from_table,
     rows_to_table,
 )
+from nft_pipeline.quality import success_rate, unique_keys
 from nft_pipeline.storage import read_table, write_table
 from resources import DataDirResource, HttpResource
 
@@ -27,14 +29,26 @@ class RawMediaConfig(dg.Config):
     retry_failed: bool = False
     workers: int = 256
     processes: int = DownloadSettings.processes
+    min_success_rate: float = 0.5  # the blocking check's floor: below it, stop before standardizing
 
     def settings(self) -> DownloadSettings:
-        fields = self.model_dump()
+        fields = self.model_dump(exclude={"min_success_rate"})
         fields["allowed_types"] = tuple(fields["allowed_types"])
         return DownloadSettings(**fields)
 
 
-@dg.asset(group_name="ingest", kinds={"parquet"}, partitions_def=collection_partitions, deps=[tokens])
+DOWNLOAD_SUCCESS = check_spec("raw_media", "download_success_rate", "Enough media downloaded (config floor).")
+UNIQUE_MEDIA = check_spec("raw_media", "unique_media_rows", "One row per (token, role).")
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds={"parquet"},
+    partitions_def=collection_partitions,
+    deps=[tokens],
+    check_specs=[DOWNLOAD_SUCCESS, UNIQUE_MEDIA],
+    pool="download",
+)
 def raw_media(
     context: dg.AssetExecutionContext, config: RawMediaConfig, data_dir: DataDirResource, http: HttpResource
 ) -> dg.MaterializeResult:
@@ -68,5 +82,9 @@ def raw_media(
             bytes_fetched=dg.MetadataValue.int(report.bytes_fetched),
             files_per_second=dg.MetadataValue.float(summary["files_per_second"]),
             top_errors=dg.MetadataValue.json(summary["top_errors"]),
-        )
+        ),
+        check_results=[
+            check_result(DOWNLOAD_SUCCESS, success_rate(table, config.min_success_rate)),
+            check_result(UNIQUE_MEDIA, unique_keys(table, ["collection", "token_id", "role"])),
+        ],
     )

@@ -103,3 +103,11 @@ def test_rematerializing_a_partition_gives_the_same_rows(materialized):
     assert materialization.metadata["new_tokens"].value == 0
     assert materialization.metadata["token_uri_reused"].value > 0
     assert materialization.metadata["dagster/row_count"].value == 600
+
+
+def test_uniqueness_checks_pass_on_every_partition(materialized):
+    instance, resources = materialized["instance"], materialized["resources"]
+    result = dg.materialize([ingest.tokens], partition_key="nouns", instance=instance, resources=resources)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "unique_token_ids" and evaluation.passed
+    assert evaluation.metadata["rows"].value == 1000 and evaluation.metadata["duplicate_rows"].value == 0

@@ -85,3 +85,17 @@ def test_rematerializing_fetches_nothing_and_keeps_every_row(media_run):
     metadata = result.asset_materializations_for_node("raw_media")[0].metadata
     assert metadata["fetched"].value == 0 and metadata["reused"].value == before.num_rows
     assert not layout.journal_path("raw_media", "mixedmedia").exists()
+
+
+def test_download_success_check_reports_the_rate_and_blocks_below_the_floor(media_run):
+    instance, resources = media_run["instance"], media_run["resources"]
+    strict = {"ops": {"raw_media": {"config": {"min_success_rate": 0.99}}}}
+    result = dg.materialize(
+        [media.raw_media], partition_key="mixedmedia", instance=instance, resources=resources,
+        run_config=strict, raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    failed = evaluations["download_success_rate"]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.metadata["floor"].value == 0.99 and 0.9 < failed.metadata["success_rate"].value < 0.99
+    assert evaluations["unique_media_rows"].passed
