@@ -9,7 +9,7 @@ import os
 
 import dagster as dg
 
-from assets import ingest, media
+from assets import automation, ingest, media
 from assets.partitions import collection_partitions
 from resources import local_resources
 
@@ -18,7 +18,13 @@ PARTITIONED_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is collection_pa
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
-    return dg.Definitions(assets=ALL_ASSETS, resources=resources or local_resources())
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[automation.collection_pipeline_job(PARTITIONED_ASSETS)],
+        schedules=[automation.daily_refresh],
+        sensors=[automation.catalog_discovery],
+        resources=resources or local_resources(),
+    )
 
 
 defs = build_definitions()
