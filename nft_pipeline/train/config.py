@@ -1,0 +1,159 @@
+"""Every knob of a training run in one object, so a run is fully described by one JSON document.
+
+Like open_clip's params.py, the command line is generated from this dataclass (one flag per
+field), so the asset, the CLI and torchrun all configure a run the same way. Fields that only
+change *how* a run executes (workers, evaluation batching, device) are listed in
+`EXECUTION_FIELDS`: they are left out of the run id, so a run interrupted on one machine may
+resume on another with a different worker count without being mistaken for a new experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+TINY_PRESET = "tiny"
+
+SplitStrategy = Literal["by_collection", "by_token"]
+MaskingMode = Literal["one", "each"]
+MaskingFill = Literal["background", "mean", "noise"]
+Precision = Literal["auto", "fp32", "bf16"]
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+EXECUTION_FIELDS = frozenset(
+    {
+        "num_workers",
+        "prefetch_factor",
+        "eval_batch_size",
+        "eval_query_chunk",
+        "eval_candidate_chunk",
+        "device",
+        "precision",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Model: a hub id ("openai/clip-vit-base-patch32"), a local directory, or the offline "tiny" preset.
+    model_name_or_path: str = TINY_PRESET
+    context_length: int = 77  # text tokens, including the start and end markers
+    # The tiny preset: a small CLIP built from a config and a BPE tokenizer trained on the captions.
+    tiny_image_size: int = 64
+    tiny_patch_size: int = 16
+    tiny_width: int = 256
+    tiny_layers: int = 4
+    tiny_heads: int = 4
+    tiny_projection_dim: int = 128
+    tiny_vocab_size: int = 2048  # includes CLIP's 512 byte symbols and the 2 special tokens
+    # Images: transparent pixels are composited over this colour before anything else sees them.
+    matte_rgb: tuple[int, int, int] = (255, 255, 255)
+
+    # Splits (the paper: 80:5:15 by collection, so test collections are never seen in training).
+    split: SplitStrategy = "by_collection"
+    split_ratios: tuple[float, float, float] = (0.80, 0.05, 0.15)
+    seed: int = 0
+
+    # Dynamic masking (training only).
+    masking_mode: MaskingMode = "one"
+    masking_probability: float = 0.5
+    masking_fill: MaskingFill = "background"
+
+    # Optimisation.
+    epochs: int = 10
+    batch_size: int = 64  # per device and per micro-batch; contrastive negatives come from the global micro-batch
+    grad_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.2
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-6
+    warmup_fraction: float = 0.05  # of all optimizer steps, then cosine decay
+    min_lr_ratio: float = 0.0  # the cosine ends at learning_rate * min_lr_ratio
+    max_grad_norm: float = 1.0
+
+    # Execution (left out of the run id, see EXECUTION_FIELDS).
+    num_workers: int = 2
+    prefetch_factor: int = 4
+    eval_batch_size: int = 256
+    eval_query_chunk: int = 1024
+    eval_candidate_chunk: int = 8192
+    eval_top_k: tuple[int, ...] = (1, 5, 10)
+    device: DeviceChoice = "auto"
+    precision: Precision = "auto"
+
+    def __post_init__(self) -> None:
+        if abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
+            raise ValueError(f"split_ratios must be non-negative and sum to 1, got {self.split_ratios}")
+        if not 0.0 <= self.masking_probability <= 1.0:
+            raise ValueError(f"masking_probability must be in [0, 1], got {self.masking_probability}")
+        for name in ("epochs", "batch_size", "grad_accumulation_steps", "context_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("split", "masking_mode", "masking_fill", "precision", "device"):
+            allowed = typing.get_args(_FIELD_TYPES[name])
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model_name_or_path == TINY_PRESET
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild from `to_dict` output (JSON turns tuples into lists; they are turned back)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in values.items()})
+
+    def experiment_digest(self) -> str:
+        """A digest of every field that changes what is trained (not how fast or where)."""
+        defining = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()
+
+
+_FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per config field, typed from the annotation, defaulting to the dataclass default."""
+    for config_field in dataclasses.fields(TrainConfig):
+        annotation = _FIELD_TYPES[config_field.name]
+        flag = "--" + config_field.name.replace("_", "-")
+        default = config_field.default
+        if typing.get_origin(annotation) is Literal:
+            parser.add_argument(flag, choices=typing.get_args(annotation), default=default)
+        elif typing.get_origin(annotation) is tuple:
+            item_type = typing.get_args(annotation)[0]
+            parser.add_argument(flag, type=item_type, nargs="+", default=default)
+        else:
+            parser.add_argument(flag, type=annotation, default=default)
+
+
+def config_from_arguments(namespace: argparse.Namespace) -> TrainConfig:
+    return TrainConfig.from_dict({f.name: getattr(namespace, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def config_arguments(config: TrainConfig) -> list[str]:
+    """The command-line flags that reproduce `config` (only fields that differ from the defaults)."""
+    defaults = TrainConfig()
+    arguments = []
+    for config_field in dataclasses.fields(TrainConfig):
+        value = getattr(config, config_field.name)
+        if value == getattr(defaults, config_field.name):
+            continue
+        arguments.append("--" + config_field.name.replace("_", "-"))
+        if isinstance(value, tuple):
+            arguments.extend(str(item) for item in value)
+        else:
+            arguments.append(str(value))
+    return arguments
