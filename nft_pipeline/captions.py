@@ -13,10 +13,9 @@ duplicates are said once, `display_type` numbers are said with their trait ("Lev
 in the template's order) are dropped and the row says so (`shortened`, `dropped_tags`).
 
 Token counting: CLIP's own byte-pair vocabulary (`bpe_simple_vocab_16e6.txt.gz`, MIT, OpenAI) is
-not on the hub-less machines by default. When it can be found offline (the path in
-`$NFT_PIPELINE_CLIP_BPE`, or the copy inside an installed `open_clip_torch`, located without
-importing it) the count is exact, using the `tokenizers` library with CLIP's text pipeline.
-Otherwise a conservative estimate is used (see `estimate_text_tokens`), calibrated to never
+bundled in `nft_pipeline/data/` (no hub needed), so the count is exact, using the `tokenizers`
+library with CLIP's text pipeline (`$NFT_PIPELINE_CLIP_BPE` points at another copy). If the file is
+missing a conservative estimate is used (see `estimate_text_tokens`), calibrated to never
 undercount the exact count on the sample collections' captions. `TOKEN_COUNTER` says which one
 is in use, and `captions_table` records it in the table's schema metadata.
 """
@@ -24,7 +23,6 @@ is in use, and `captions_table` records it in the table's schema metadata.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import math
 import os
 import re
@@ -45,7 +43,7 @@ MAX_VALUE_CHARS = 60
 ELLIPSIS = "…"
 PLACEHOLDER_VALUES = frozenset({"", "none", "nothing", "null", "n/a", "-"})
 CLIP_BPE_ENV = "NFT_PIPELINE_CLIP_BPE"
-_CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+BUNDLED_CLIP_BPE = Path(__file__).parent / "data" / "bpe_simple_vocab_16e6.txt.gz"  # MIT, see data/README.md
 _CLIP_MERGES = 49152 - 256 - 2  # the merges CLIP uses from the file (its vocabulary is 49,408)
 
 # Words that take no article: plural or uncountable heads ("Green Eye Shadow", "Wild Hair", "Buck Teeth").
@@ -377,18 +375,10 @@ def remove_tag(caption: Caption, tag: CaptionTag | Sequence[CaptionTag]) -> str:
 
 
 def _clip_bpe_path() -> Path | None:
-    """CLIP's merges file if it is on this machine: `$NFT_PIPELINE_CLIP_BPE`, else open_clip's copy."""
+    """CLIP's merges file: `$NFT_PIPELINE_CLIP_BPE` if set, else the copy bundled in `nft_pipeline/data/`."""
     configured = os.environ.get(CLIP_BPE_ENV)
-    if configured:
-        return Path(configured) if Path(configured).is_file() else None
-    spec = importlib.util.find_spec("open_clip")  # finds the package without importing it (and torch)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / _CLIP_BPE_FILE
-        if candidate.is_file():
-            return candidate
-    return None
+    path = Path(configured) if configured else BUNDLED_CLIP_BPE
+    return path if path.is_file() else None
 
 
 @cache
