@@ -15,7 +15,6 @@ from nft_pipeline.quality import unique_keys
 from nft_pipeline.storage import read_table, write_table
 from resources import DataDirResource, HttpResource, NftSourcesResource
 
-
 UNIQUE_SLUGS = check_spec("collections", "unique_slugs", "Each catalog slug appears once.")
 UNIQUE_TOKENS = check_spec("tokens", "unique_token_ids", "No (collection, token_id) appears twice.")
 

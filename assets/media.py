@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from assets.ingest import tokens
 from assets.checks import check_result, check_spec
+from assets.ingest import tokens
 from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from nft_pipeline import schemas, sniff

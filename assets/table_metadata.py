@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,8 @@ def table_metadata(table: pa.Table, path: Path, **extra: Any) -> dict[str, Any]:
         "preview": dg.MetadataValue.md(markdown_preview(table)),
         **extra,
     }
+
+
+def image_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """A PNG embedded in markdown metadata (contact sheets, plots), shown inline by the UI."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -36,6 +36,7 @@ from typing import Any, TypedDict
 
 import pyarrow as pa
 
+from nft_pipeline import schemas
 from nft_pipeline.token_metadata import normalize_attributes
 
 MAX_TEXT_TOKENS = 77  # CLIP's context length, start and end markers included
@@ -449,22 +450,14 @@ def token_counter() -> str:
 
 # ---------------------------------------------------------------- the captions table
 
-CAPTION_TAG = pa.struct(
-    [pa.field("trait_type", pa.string()), pa.field("value", pa.string()), pa.field("phrase", pa.string())]
-)
-CAPTION_FIELDS = pa.schema(
-    [
-        pa.field("collection", pa.string(), nullable=False),
-        pa.field("token_id", pa.string(), nullable=False),
-        pa.field("caption", pa.string(), nullable=False),
-        pa.field("tags", pa.list_(CAPTION_TAG), nullable=False),
-        pa.field("template_id", pa.string(), nullable=False),
-        pa.field("shortened", pa.bool_(), nullable=False),
-        pa.field("dropped_tags", pa.int32(), nullable=False),
-        pa.field("n_text_tokens", pa.int32(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # ok | no_attributes
-    ]
-)
+CAPTION_TAG, CAPTION_FIELDS = schemas.CAPTION_TAG, schemas.CAPTIONS
+
+
+def caption_from_row(row: Mapping[str, Any]) -> Caption:
+    """Rebuild a `Caption` from a `captions` table row, so later stages can still remove tags."""
+    template = TEMPLATES.get(row["template_id"], DEFAULT_TEMPLATE)
+    fields = {name: row[name] for name in ("caption", "template_id", "shortened", "dropped_tags", "n_text_tokens", "status", "title")}
+    return Caption(tags=[dict(tag) for tag in row["tags"]], template=template, **fields)
 
 
 def captions_table(tokens: pa.Table, collection_name: str, template: CaptionTemplate | None = None) -> pa.Table:
@@ -488,6 +481,7 @@ def captions_table(tokens: pa.Table, collection_name: str, template: CaptionTemp
                 "dropped_tags": caption.dropped_tags,
                 "n_text_tokens": caption.n_text_tokens,
                 "status": caption.status,
+                "title": caption.title,
             }
         )
     schema = CAPTION_FIELDS.with_metadata({"token_counter": token_counter()})

@@ -9,11 +9,20 @@ import os
 
 import dagster as dg
 
-from assets import automation, ingest, media
+from assets import automation, images, ingest, media, model, report, text
 from assets.partitions import collection_partitions
 from resources import local_resources
 
-ALL_ASSETS = [ingest.collections, ingest.tokens, media.raw_media]
+ALL_ASSETS = [
+    ingest.collections,
+    ingest.tokens,
+    media.raw_media,
+    images.standardized_images,
+    text.captions,
+    images.components,
+    model.clip_model,
+    report.cvi_report,
+]
 PARTITIONED_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is collection_partitions]
 
 

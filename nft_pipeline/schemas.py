@@ -73,3 +73,51 @@ RAW_MEDIA = pa.schema(
         pa.field("fetched_at", TIMESTAMP, nullable=False),
     ]
 )
+
+CAPTION_TAG = pa.struct(
+    [pa.field("trait_type", pa.string()), pa.field("value", pa.string()), pa.field("phrase", pa.string())]
+)
+CAPTIONS = pa.schema(
+    [
+        pa.field("collection", pa.string(), nullable=False),
+        pa.field("token_id", pa.string(), nullable=False),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("tags", pa.list_(CAPTION_TAG), nullable=False),
+        pa.field("template_id", pa.string(), nullable=False),
+        pa.field("shortened", pa.bool_(), nullable=False),
+        pa.field("dropped_tags", pa.int32(), nullable=False),
+        pa.field("n_text_tokens", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # ok | no_attributes
+        pa.field("title", pa.string(), nullable=False),  # "CryptoPunk #0": what remains when every tag is removed
+    ]
+)
+
+COMPONENTS = pa.schema(
+    [
+        pa.field("collection", pa.string(), nullable=False),
+        pa.field("trait_type", pa.string(), nullable=False),  # "" for a value without a trait type
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("n_tokens", pa.int32(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),  # contrast | plain
+        pa.field("status", pa.string(), nullable=False),  # ok | empty | base_layer | too_few_tokens | too_many_colours
+        pa.field("reason", pa.string()),
+        pa.field("mask_png", pa.binary()),  # 1-bit, the standardized size
+        pa.field("rgba_png", pa.binary()),  # RGBA, the standardized size, transparent outside the mask
+        pa.field("coverage", pa.float64()),  # fraction of the standardized canvas in the mask
+        pa.field("rounds", pa.int32(), nullable=False),
+        pa.field("images_per_round", pa.int32(), nullable=False),
+        pa.field("agreement", pa.float64()),
+    ]
+)
+
+# Imported late: the standardize package defines its row fields beside the row dataclass.
+from nft_pipeline.standardize.model import STANDARDIZED_IMAGE_FIELDS  # noqa: E402
+
+STANDARDIZED_IMAGES = pa.schema(
+    [
+        pa.field("collection", pa.string(), nullable=False),
+        pa.field("token_id", pa.string(), nullable=False),
+        pa.field("settings_fingerprint", pa.string(), nullable=False),
+        *STANDARDIZED_IMAGE_FIELDS,
+    ]
+)

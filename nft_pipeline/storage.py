@@ -62,6 +62,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 def write_table(table: pa.Table, path: Path, schema: pa.Schema) -> Path:
     """Write `table` as Parquet at `path` atomically, cast to the table's declared `schema`."""
+    if table.schema.metadata and not schema.metadata:
+        schema = schema.with_metadata(table.schema.metadata)  # e.g. how a column was measured
     table = table.select(schema.names).cast(schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")

@@ -253,3 +253,23 @@ def test_captions_table_from_a_tokens_table() -> None:
         {"trait_type": "Type", "value": "Female 3", "phrase": "a Female 3"},
         {"trait_type": "Accessory", "value": "Wild Hair", "phrase": "Wild Hair"},
     ]
+
+
+def test_a_caption_row_rebuilds_the_caption_and_its_tag_removal():
+    import pyarrow as pa
+
+    from nft_pipeline.captions import caption_from_row, captions_table, remove_tag
+    from nft_pipeline.schemas import TOKENS
+
+    token = {
+        "collection": "cryptopunks", "token_id": "0", "name": "CryptoPunk #0", "attributes": [
+            {"trait_type": "Type", "value": "Female 2", "display_type": None},
+            {"trait_type": "Accessory", "value": "Blonde Bob", "display_type": None},
+            {"trait_type": "Accessory", "value": "Earring", "display_type": None},
+        ],
+    }
+    tokens = pa.Table.from_pylist([token], schema=pa.schema([TOKENS.field(n) for n in token]))
+    row = captions_table(tokens, "CryptoPunks").to_pylist()[0]
+    caption = caption_from_row(row)
+    assert caption.caption == row["caption"] == "CryptoPunk #0: a Female 2 with a Blonde Bob and an Earring."
+    assert remove_tag(caption, caption.tags[1]) == "CryptoPunk #0: a Female 2 with an Earring."

@@ -15,26 +15,11 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
+from nft_pipeline import schemas
 from nft_pipeline.components.grid import PixelGrid, to_standardized
 from nft_pipeline.components.separate import DEFAULT_CONFIG, ComponentConfig, ComponentSet, extract_components
 
-COMPONENT_FIELDS = pa.schema(
-    [
-        pa.field("collection", pa.string(), nullable=False),
-        pa.field("trait_type", pa.string(), nullable=False),  # "" for a value without a trait type
-        pa.field("value", pa.string(), nullable=False),
-        pa.field("n_tokens", pa.int32(), nullable=False),
-        pa.field("method", pa.string(), nullable=False),  # contrast | plain
-        pa.field("status", pa.string(), nullable=False),  # ok | empty | base_layer | too_few_tokens | too_many_colours
-        pa.field("reason", pa.string()),
-        pa.field("mask_png", pa.binary()),  # 1-bit, the standardized size
-        pa.field("rgba_png", pa.binary()),  # RGBA, the standardized size, transparent outside the mask
-        pa.field("coverage", pa.float64()),  # fraction of the standardized canvas in the mask
-        pa.field("rounds", pa.int32(), nullable=False),
-        pa.field("images_per_round", pa.int32(), nullable=False),
-        pa.field("agreement", pa.float64()),
-    ]
-)
+COMPONENT_FIELDS = schemas.COMPONENTS
 SHEET_CELL = 128
 SHEET_COLUMNS = 8
 _LABEL_HEIGHT = 14
@@ -116,7 +101,12 @@ def token_component_mask(component_mask: np.ndarray, component_rgba: np.ndarray,
     if token_image.shape[:2] != component_mask.shape:
         raise ValueError(f"token image {token_image.shape[:2]} and component {component_mask.shape} differ in size")
     channels = min(token_image.shape[-1], 4)
-    return component_mask & np.all(token_image[..., :channels] == component_rgba[..., :channels], axis=-1)
+    if channels == 4 and token_image.flags.c_contiguous and component_rgba.flags.c_contiguous:
+        # One 32-bit comparison per pixel instead of four byte comparisons and a reduction (~10x).
+        same = token_image.view(np.uint32)[..., 0] == component_rgba.view(np.uint32)[..., 0]
+    else:
+        same = np.all(token_image[..., :channels] == component_rgba[..., :channels], axis=-1)
+    return component_mask & same
 
 
 def contact_sheet(rows: Iterable[Mapping[str, object]], n: int = 24) -> bytes:

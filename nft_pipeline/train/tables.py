@@ -1,0 +1,119 @@
+"""The pipeline's tables in and out of training: examples and components in, run rows out.
+
+`clip_model` reads the `standardized_images`, `captions` and `components` partitions it trains on
+and writes one `training_runs` row per run plus one `training_epochs` row per epoch, so runs can
+be compared with DuckDB like every other table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from nft_pipeline.captions import caption_from_row
+from nft_pipeline.components.table import decode_png
+from nft_pipeline.train.data import TrainingExample
+from nft_pipeline.train.loop import TrainingRun
+from nft_pipeline.train.prepared import Component, Trait
+
+TRAINING_RUNS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("base_model", pa.string(), nullable=False),
+        pa.field("collections", pa.list_(pa.string())),
+        pa.field("masking_mode", pa.string()),
+        pa.field("masking_probability", pa.float64()),
+        pa.field("masking_fill", pa.string()),
+        pa.field("split", pa.string()),  # strategy; the full split is in split_json
+        pa.field("split_json", pa.string()),
+        pa.field("epochs", pa.int32()),
+        pa.field("steps", pa.int64()),
+        pa.field("samples_per_second", pa.float64()),
+        pa.field("zero_shot_t2i_r1", pa.float64()),
+        pa.field("fine_tuned_t2i_r1", pa.float64()),
+        pa.field("fine_tuned_t2i_r5", pa.float64()),
+        pa.field("fine_tuned_t2i_r10", pa.float64()),
+        pa.field("metrics_json", pa.string()),
+        pa.field("config_json", pa.string()),
+        pa.field("model_dir", pa.string()),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+TRAINING_EPOCHS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("step", pa.int64()),
+        pa.field("train_loss", pa.float64()),
+        pa.field("val_loss", pa.float64()),
+        pa.field("lr", pa.float64()),
+        pa.field("samples_per_second", pa.float64()),
+    ]
+)
+
+
+def training_examples(images: pa.Table, captions: pa.Table) -> list[TrainingExample]:
+    """One example per token that has both an `ok` standardized image and a caption."""
+    by_key = {(row["collection"], row["token_id"]): row for row in captions.to_pylist()}
+    examples = []
+    for row in images.select(["collection", "token_id", "status", "png_path"]).to_pylist():
+        caption = by_key.get((row["collection"], row["token_id"]))
+        if row["status"] == "ok" and row["png_path"] and caption is not None:
+            examples.append(
+                TrainingExample(row["collection"], row["token_id"], Path(row["png_path"]), caption_from_row(caption))
+            )
+    return examples
+
+
+def component_lookup(components: pa.Table) -> dict[str, dict[Trait, Component | None]]:
+    """collection -> (trait_type, value) -> (mask, rgba), or None for traits without a component."""
+    lookup: dict[str, dict[Trait, Component | None]] = {}
+    columns = ["collection", "trait_type", "value", "status", "mask_png", "rgba_png"]
+    for row in components.select(columns).to_pylist():
+        trait = (row["trait_type"] or "", row["value"] or "")
+        ok = row["status"] == "ok" and row["mask_png"] and row["rgba_png"]
+        component = (decode_png(row["mask_png"], "1"), decode_png(row["rgba_png"], "RGBA")) if ok else None
+        lookup.setdefault(row["collection"], {})[trait] = component
+    return lookup
+
+
+def _t2i(metrics: Mapping[str, Any] | None, k: int) -> float | None:
+    if not metrics:
+        return None
+    return metrics.get("global", {}).get("text_to_image", {}).get(f"R@{k}")
+
+
+def run_rows(run: TrainingRun, collections: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The run's `training_runs` row and its `training_epochs` rows."""
+    run_row = {
+        "run_id": run.run_id,
+        "base_model": run.base_model,
+        "collections": collections,
+        "masking_mode": run.masking.mode,
+        "masking_probability": run.masking.probability,
+        "masking_fill": run.masking.fill,
+        "split": run.config.split,
+        "split_json": json.dumps(run.split.to_dict()),
+        "epochs": run.epochs,
+        "steps": run.steps,
+        "samples_per_second": run.samples_per_second,
+        "zero_shot_t2i_r1": _t2i(run.zero_shot, 1),
+        "fine_tuned_t2i_r1": _t2i(run.fine_tuned, 1),
+        "fine_tuned_t2i_r5": _t2i(run.fine_tuned, 5),
+        "fine_tuned_t2i_r10": _t2i(run.fine_tuned, 10),
+        "metrics_json": json.dumps({"zero_shot": run.zero_shot, "fine_tuned": run.fine_tuned}),
+        "config_json": json.dumps(run.config.to_dict()),
+        "model_dir": str(run.model_dir) if run.model_dir else None,
+        "finished_at": datetime.now(UTC),
+    }
+    epochs = [
+        {"run_id": run.run_id, **{name: metric.get(name) for name in TRAINING_EPOCHS.names if name != "run_id"}}
+        for metric in run.epoch_metrics
+    ]
+    return pa.Table.from_pylist([run_row], schema=TRAINING_RUNS), pa.Table.from_pylist(epochs, schema=TRAINING_EPOCHS)
