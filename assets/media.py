@@ -6,16 +6,9 @@ from assets.checks import check_result, check_spec
 from assets.ingest import tokens
 from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
-from nft_pipeline import schemas, sniff
-from nft_pipeline.download import (
-    DownloadSettings,
-    MediaDownloader,
-    media_jobs,
-    rows_from_table,
-    rows_to_table,
-)
+from nft_pipeline import sniff
+from nft_pipeline.download import DownloadSettings, download_collection_media
 from nft_pipeline.quality import success_rate, unique_keys
-from nft_pipeline.storage import read_table, write_table
 from resources import DataDirResource, HttpResource
 
 
@@ -55,22 +48,15 @@ def raw_media(
     """Media bytes in `blobs/` by sha256; a status and reason for every token whose media failed."""
     layout = data_dir.layout()
     slug = context.partition_key
-    path = layout.partition_path("raw_media", slug)
-    settings = config.settings()
-    jobs = media_jobs(read_table(layout.partition_path("tokens", slug), schemas.TOKENS), settings)
-    downloader = MediaDownloader(layout.blobs, layout.journal_path("raw_media", slug), settings)
     logged = {"at": 0}
 
-    def log_progress(done: int) -> None:
+    def log_progress(done: int, total: int) -> None:
         if done - logged["at"] >= 5000:
             logged["at"] = done
-            context.log.info(f"{slug}: {done}/{len(jobs)} media rows done")
+            context.log.info(f"{slug}: {done}/{total} media rows done")
 
-    previous = rows_from_table(read_table(path, schemas.RAW_MEDIA))
-    rows, report = downloader.run(jobs, previous, http.limits(), log_progress)
-    table = rows_to_table(rows)
-    write_table(table, path, schemas.RAW_MEDIA)
-    downloader.finish()
+    table, report = download_collection_media(layout, slug, config.settings(), http.limits(), log_progress)
+    path = layout.partition_path("raw_media", slug)
     summary = report.as_dict()
     return dg.MaterializeResult(
         metadata=table_metadata(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 
@@ -11,21 +12,32 @@ from nft_pipeline.storage import DataLayout, default_data_dir
 
 DEMO_SUMMARY_SQL = """
 WITH t AS (
-    SELECT collection,
-           count(*) AS tokens,
-           count(*) FILTER (WHERE metadata_status IN ('ok', 'recovered')) AS with_metadata,
-           count(*) FILTER (WHERE metadata_source = 'token_uri') AS via_token_uri,
-           count(*) FILTER (WHERE metadata_status NOT IN ('ok', 'recovered')) AS metadata_failed,
-           sum(len(attributes))::BIGINT AS attributes
+    SELECT collection, count(*) AS tokens,
+           count(*) FILTER (WHERE metadata_status NOT IN ('ok', 'recovered')) AS metadata_failed
     FROM {tokens} GROUP BY collection
 ), m AS (
-    SELECT collection,
-           count(*) FILTER (WHERE status = 'ok') AS media_ok,
-           count(*) FILTER (WHERE status <> 'ok') AS media_failed,
-           round(sum(bytes) / 1e6, 1) AS media_mb
+    SELECT collection, count(*) FILTER (WHERE status = 'ok') AS media_ok,
+           count(*) FILTER (WHERE status <> 'ok') AS media_failed, round(sum(bytes) / 1e6, 1) AS media_mb
     FROM {raw_media} GROUP BY collection
+), i AS (
+    SELECT collection, count(*) FILTER (WHERE status = 'ok') AS images_ok,
+           count(*) FILTER (WHERE status <> 'ok') AS images_failed
+    FROM {standardized_images} GROUP BY collection
+), c AS (
+    SELECT collection, count(*) AS captions, count(*) FILTER (WHERE shortened) AS shortened FROM {captions} GROUP BY collection
+), p AS (
+    SELECT collection, count(*) FILTER (WHERE status = 'ok') AS components_ok, count(*) AS traits
+    FROM {components} GROUP BY collection
 )
-SELECT * FROM t LEFT JOIN m USING (collection) ORDER BY collection
+SELECT * FROM t LEFT JOIN m USING (collection) LEFT JOIN i USING (collection)
+     LEFT JOIN c USING (collection) LEFT JOIN p USING (collection) ORDER BY collection
+"""
+
+
+DEMO_MODEL_SQL = """
+SELECT c.collection, c.model, c.n_pairs, round(c.cvi, 6) AS cvi, round(c.top1, 3) AS top1,
+       round(c.top5, 3) AS top5, round(c.top10, 3) AS top10
+FROM {cvi_report} c ORDER BY c.collection, c.model DESC
 """
 
 
@@ -48,6 +60,26 @@ def _demo(args: argparse.Namespace) -> None:
         partitions = run_pipeline(gateway.base_url, layout.root, args.collection or None)
     print(f"\nmaterialized {len(partitions)} collection(s) in {time.perf_counter() - started:.1f} s\n")
     print(text_table(layout.query(DEMO_SUMMARY_SQL).to_pylist()))
+    print("\n" + text_table(layout.query(DEMO_MODEL_SQL).to_pylist()))
+
+
+def _download(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from nft_pipeline.download import DownloadSettings, download_collection_media
+    from nft_pipeline.http_client import gateway_limits
+
+    layout = DataLayout(default_data_dir())
+    settings = DownloadSettings(retry_failed=args.retry_failed)
+    with tqdm(desc=f"{args.collection} media", unit="file") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        _, report = download_collection_media(layout, args.collection, settings, gateway_limits(args.gateway_url), progress)
+    print(text_table([{"status": k, "rows": v} for k, v in sorted(report.status_counts.items())]))
+    print(f"fetched {report.fetched}, reused {report.reused}, {report.files_per_second:.0f} files/s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=8765)
     gateway.add_argument("--supply", action="append", default=[], metavar="SLUG=N", help="override a supply")
     gateway.set_defaults(run=_gateway)
+
+    download = commands.add_parser("download", help="fetch one collection's media (its tokens table must exist)")
+    download.add_argument("collection")
+    download.add_argument("--gateway-url", default=os.environ.get("NFT_PIPELINE_GATEWAY_URL", "http://127.0.0.1:8765"))
+    download.add_argument("--retry-failed", action="store_true", help="fetch failed rows again")
+    download.set_defaults(run=_download)
 
     demo = commands.add_parser("demo", help="start the gateway and materialize every asset for the samples")
     demo.add_argument("--collection", action="append", help="only these partitions (default: all)")

@@ -24,6 +24,7 @@ ALL_ASSETS = [
     report.cvi_report,
 ]
 PARTITIONED_ASSETS = [a for a in ALL_ASSETS if a.partitions_def is collection_partitions]
+UNPARTITIONED_DOWNSTREAM = [model.clip_model, report.cvi_report]
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
@@ -39,16 +40,21 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
 defs = build_definitions()
 
 
-def materialize_collections(instance: dg.DagsterInstance, resources: dict, partitions: list[str] | None = None) -> list[str]:
-    """Materialize `collections`, then every per-collection asset for each partition (or the given ones).
+# The demo's short training: the CryptoPunks experiment's setting (by_token split), two epochs.
+DEMO_TRAINING = {"collections": ["cryptopunks"], "epochs": 2, "split": "by_token", "num_workers": 2}
+DEMO_LOGGING = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
-    Used by `nft-pipeline demo`; returns the partitions that were run. Raises if a run fails.
-    """
-    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    dg.materialize([ingest.collections], instance=instance, resources=resources, run_config=quiet)
+
+def materialize_collections(instance: dg.DagsterInstance, resources: dict, partitions: list[str] | None = None) -> list[str]:
+    """Materialize `collections`, every per-collection asset for each partition (or the given ones),
+    then the model and the report over them. Used by `nft-pipeline demo`; raises if a run fails."""
+    dg.materialize([ingest.collections], instance=instance, resources=resources, run_config=DEMO_LOGGING)
     keys = partitions or instance.get_dynamic_partitions(collection_partitions.name)
     for key in keys:
-        dg.materialize(PARTITIONED_ASSETS, partition_key=key, instance=instance, resources=resources, run_config=quiet)
+        dg.materialize(PARTITIONED_ASSETS, partition_key=key, instance=instance, resources=resources, run_config=DEMO_LOGGING)
+    training = {**DEMO_TRAINING, "collections": [k for k in DEMO_TRAINING["collections"] if k in keys] or list(keys)}
+    run_config = {**DEMO_LOGGING, "ops": {"clip_model": {"config": training}}}
+    dg.materialize(UNPARTITIONED_DOWNSTREAM, instance=instance, resources=resources, run_config=run_config)
     return list(keys)
 
 

@@ -37,8 +37,10 @@ from nft_pipeline.http_client import (
     run_event_loop,
 )
 
-if TYPE_CHECKING:  # pyarrow is imported lazily: download child processes never need it (~70 MB)
+if TYPE_CHECKING:  # imported lazily: download child processes never need pyarrow or duckdb (~70 MB)
     import pyarrow as pa
+
+    from nft_pipeline.storage import DataLayout
 
 
 
@@ -344,3 +346,29 @@ def rows_to_table(rows: list[MediaRow]) -> pa.Table:
 
 def rows_from_table(table: pa.Table) -> list[MediaRow]:
     return [MediaRow(**row) for row in table.to_pylist()]
+
+
+def download_collection_media(
+    layout: DataLayout,
+    collection: str,
+    settings: DownloadSettings,
+    limits: HttpLimits,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[pa.Table, DownloadReport]:
+    """The `raw_media` stage for one collection: read its tokens, fetch what is missing, write the table.
+
+    `on_progress(done, total)` reports rows as they complete (the Dagster log or a CLI progress bar).
+    """
+    from nft_pipeline import schemas
+    from nft_pipeline.storage import read_table, write_table
+
+    path = layout.partition_path("raw_media", collection)
+    jobs = media_jobs(read_table(layout.partition_path("tokens", collection), schemas.TOKENS), settings)
+    downloader = MediaDownloader(layout.blobs, layout.journal_path("raw_media", collection), settings)
+    previous = rows_from_table(read_table(path, schemas.RAW_MEDIA))
+    progress = (lambda done: on_progress(done, len(jobs))) if on_progress else None
+    rows, report = downloader.run(jobs, previous, limits, progress)
+    table = rows_to_table(rows)
+    write_table(table, path, schemas.RAW_MEDIA)
+    downloader.finish()
+    return table, report

@@ -91,6 +91,27 @@ class HttpLimits:
     user_agent: str = "nft-pipeline/0.1"
 
 
+def is_loopback_url(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def gateway_limits(gateway_url: str, base: HttpLimits | None = None) -> HttpLimits:
+    """Limits for reading through a (sample) gateway: its `/ipfs/` route first among IPFS gateways,
+    and, when it runs on loopback, its host (and only it) allowed past the private-address guard."""
+    base = base or HttpLimits()
+    gateway_url = gateway_url.rstrip("/")
+    host = urllib.parse.urlsplit(gateway_url).hostname or ""
+    return replace(
+        base,
+        allowed_private=(host,) if is_loopback_url(gateway_url) else (),
+        ipfs_gateways=(f"{gateway_url}/ipfs/", *[g for g in base.ipfs_gateways if g != f"{gateway_url}/ipfs/"]),
+    )
+
+
 @dataclass
 class FetchResult:
     """What one fetch produced: `body` for bodies kept in memory, `path` for spilled ones."""

@@ -8,15 +8,13 @@ environment variables, with defaults that work offline against the bundled sampl
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import urllib.parse
 from pathlib import Path
 
 import dagster as dg
 
 from nft_pipeline.catalog import CatalogEntry, load_catalog
-from nft_pipeline.http_client import HttpLimits
+from nft_pipeline.http_client import HttpLimits, gateway_limits
 from nft_pipeline.source import SourceEndpoint
 from nft_pipeline.storage import DataLayout, default_data_dir
 
@@ -93,27 +91,16 @@ class NftSourcesResource(dg.ConfigurableResource):
         return endpoints[source]
 
 
-def _is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def local_resources(gateway_url: str | None = None, data_dir: Path | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resource set for local runs: data under `data_dir`, sample sources at `gateway_url`.
 
-    The sample gateway's IPFS route comes first among the IPFS gateways; when that gateway is on
-    loopback, its host (and only it) is allowed past the private-address guard.
+    HTTP limits come from `gateway_limits`: the sample gateway's IPFS route first, and its host
+    allowed past the private-address guard when it runs on loopback.
     """
     gateway_url = (gateway_url or os.environ.get(GATEWAY_URL_ENV) or DEFAULT_GATEWAY_URL).rstrip("/")
-    host = urllib.parse.urlsplit(gateway_url).hostname or ""
+    limits = gateway_limits(gateway_url)
     return {
         "data_dir": DataDirResource(path=str(data_dir or default_data_dir())),
-        "http": HttpResource(
-            allowed_private=[host] if _is_loopback(gateway_url) else [],
-            ipfs_gateways=[f"{gateway_url}/ipfs/", "https://ipfs.io/ipfs/"],
-        ),
+        "http": HttpResource(allowed_private=list(limits.allowed_private), ipfs_gateways=list(limits.ipfs_gateways)),
         "sources": NftSourcesResource(sample_gateway_url=gateway_url),
     }

@@ -99,3 +99,22 @@ def test_download_success_check_reports_the_rate_and_blocks_below_the_floor(medi
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     assert failed.metadata["floor"].value == 0.99 and 0.9 < failed.metadata["success_rate"].value < 0.99
     assert evaluations["unique_media_rows"].passed
+
+
+def test_cli_download_retries_only_the_failed_rows_with_a_progress_bar(media_run):
+    import os
+    import subprocess
+    import sys
+
+    layout, gateway = media_run["layout"], media_run["gateway"]
+    failed = layout.query("SELECT count(*) AS n FROM {raw_media} WHERE collection = 'nouns' AND status <> 'ok'").to_pylist()[0]["n"]
+    url = next(iter(media_run["resources"]["sources"].endpoints().values())).base_url
+    env = {**os.environ, "NFT_PIPELINE_DATA": str(layout.root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "nft_pipeline.cli", "download", "mixedmedia", "--retry-failed", "--gateway-url", url],
+        env=env, capture_output=True, text=True, timeout=300, check=True,
+    )
+    retried = layout.query("SELECT count(*) AS n FROM {raw_media} WHERE collection = 'mixedmedia' AND status <> 'ok'").to_pylist()[0]["n"]
+    assert failed == 0 and f"fetched {retried}, reused" in done.stdout
+    assert "mixedmedia media" in done.stderr and "file" in done.stderr  # the tqdm bar
+    assert gateway.counters().requests["ipfs"] > 0
