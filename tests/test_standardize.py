@@ -298,6 +298,30 @@ def test_sixteen_bit_greyscale_keeps_its_high_byte() -> None:
     assert tuple(decoded(result.png)[100, 100]) == (128, 128, 128, 255)
 
 
+def paletted() -> Image.Image:
+    """A palette image, left half colour 1, right half colour 3 (declared transparent when saved)."""
+    image = Image.new("P", (300, 300), 1)
+    image.putpalette([0, 0, 0, 200, 30, 30, 0, 0, 0, 10, 20, 30])
+    image.paste(3, (150, 0, 300, 300))
+    return image
+
+
+@pytest.mark.parametrize(
+    ("image", "mode", "centre"),
+    [
+        (Image.new("LA", (300, 300), (90, 128)), "RGBA", (90, 90, 90, 128)),
+        (Image.new("L", (300, 300), 90), "RGB", (90, 90, 90, 255)),
+        (Image.new("1", (300, 300), 1), "RGB", (255, 255, 255, 255)),
+        (paletted(), "RGBA", (0, 0, 0, 0)),
+    ],
+)
+def test_other_pil_modes_become_rgb_or_rgba(image: Image.Image, mode: str, centre: tuple) -> None:
+    options = {"transparency": 3} if image.mode == "P" else {}
+    row = (result := standardize_image(encode(image, "PNG", **options), SETTINGS, "c/10")).row
+    assert (row.status, row.mode) == ("ok", mode)
+    assert tuple(decoded(result.png)[256, 256]) == centre
+
+
 def test_alpha_kept_only_when_used() -> None:
     opaque_rgba = Image.fromarray(np.dstack([photo(300, 300), np.full((300, 300), 255, np.uint8)]))
     assert standardize_image(encode(opaque_rgba, "PNG"), SETTINGS, "c/11").row.mode == "RGB"
