@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)
 export NFT_PIPELINE_DATA ?= $(CURDIR)/data
 export NFT_PIPELINE_DAGSTER_STORAGE ?= $(NFT_PIPELINE_DATA)/dagster
 
-.PHONY: install demo test dev gateway clean
+.PHONY: install demo test test-setup dev gateway clean
 
 # torch is pinned first so pip takes the CPU build that lies on local disk; an unpinned torch
 # would pull a multi-GB CUDA build. GPU users: install your torch build, then `pip install -e .`.
@@ -25,7 +25,11 @@ demo: $(STAMP)
 	mkdir -p $(NFT_PIPELINE_DAGSTER_STORAGE)
 	$(BIN)/nft-pipeline demo
 
-test: $(STAMP)
+# Chromium, PostgreSQL (apt, as root) and dagster-postgres for the UI and production-instance tests.
+test-setup: $(STAMP)
+	scripts/test-setup.sh $(BIN)/python
+
+test: $(STAMP) test-setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The Dagster UI on http://127.0.0.1:3000 with the sample gateway on port 8765.

@@ -10,6 +10,7 @@ from assets.partitions import collection_partitions
 from assets.table_metadata import image_markdown
 from assets.text import captions
 from nft_pipeline import schemas
+from nft_pipeline.cvi_report import sample_pairs
 from nft_pipeline.storage import read_table, write_table
 from nft_pipeline.train.config import TINY_PRESET, TrainConfig
 from nft_pipeline.train.loop import run_identity, train_clip
@@ -21,6 +22,7 @@ class ClipModelConfig(dg.Config):
     """What to train on and how (every other knob keeps `TrainConfig`'s default)."""
 
     collections: list[str] = []  # empty: every collection partition
+    max_examples: int = 0  # > 0: a fixed-seed sample of this many pairs (a short run, e.g. the demo)
     model_name_or_path: str = TINY_PRESET  # or "openai/clip-vit-base-patch32", or a local directory
     epochs: int = 3
     batch_size: int = 64
@@ -33,7 +35,7 @@ class ClipModelConfig(dg.Config):
     num_workers: int = 0
 
     def train_config(self) -> TrainConfig:
-        fields = self.model_dump(exclude={"collections"})
+        fields = self.model_dump(exclude={"collections", "max_examples"})
         return TrainConfig(**fields)
 
 
@@ -57,7 +59,30 @@ def _loss_curve(epochs: list[dict]) -> bytes:
     return buffer.getvalue()
 
 
-@dg.asset(group_name="model", kinds={"pytorch", "parquet"}, deps=[standardized_images, captions, components], pool="training")
+# On Kubernetes (docs/deploy.md) training runs in a step pod on a GPU node; inert elsewhere.
+GPU_K8S_CONFIG = {
+    "dagster-k8s/config": {
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+                "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"},
+            }
+        },
+        "pod_spec_config": {
+            "node_selector": {"nft-pipeline/pool": "gpu"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    }
+}
+
+
+@dg.asset(
+    group_name="model",
+    kinds={"pytorch", "parquet"},
+    deps=[standardized_images, captions, components],
+    pool="training",
+    op_tags=GPU_K8S_CONFIG,
+)
 def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Trains (or resumes) a CLIP run; writes the model directory and `training_runs`/`training_epochs` rows."""
     layout = data_dir.layout()
@@ -69,6 +94,8 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
         return pa.concat_tables([read_table(layout.partition_path(table, slug), schema) for slug in slugs])
 
     examples = training_examples(gather("standardized_images", schemas.STANDARDIZED_IMAGES), gather("captions", schemas.CAPTIONS))
+    if config.max_examples and len(examples) > config.max_examples:
+        examples = sample_pairs(examples, config.max_examples, config.seed)
     if not examples:
         raise dg.Failure(f"no training examples in {slugs}: materialize standardized_images and captions first")
     train_config = config.train_config()
