@@ -1,0 +1,310 @@
+"""Search latency and recall: the IVF-PQ index against exact search, on synthetic and real embeddings.
+
+Printed as markdown tables (docs/search.md holds the results and the command):
+
+1. exact (flat) search p50 by table size, at the tiny preset's 128 dimensions and CLIP's 512: where
+   it crosses the 10 ms budget is where `AnnSettings.needs_index` has the vector index built;
+2. IVF-PQ on 100,000 synthetic 512-d vectors: build time, then p50/p99 latency and recall@10
+   against exact search for a few (nprobes, refine_factor), the chosen one marked. The vectors are
+   clustered like image embeddings: 1,000 Gaussian clusters (collections) around one direction all
+   of them share (CLIP embeddings share one), fixed seed; queries are fresh draws from the clusters;
+3. the same on real embeddings: the tiny preset trained on the bundled CryptoPunks and Nouns, every
+   token indexed, queried with caption embeddings;
+4. end to end, `NftSearch.text` (tokenise + text encoder + search) on that real index.
+
+Latency is the async LanceDB call the search API makes, with the columns a hit shows.
+
+    python benchmarks/bench_index.py                                # everything (about 20 min on 2 cores)
+    python benchmarks/bench_index.py --synthetic-rows 20000 --punks 1000 --nouns 200 --epochs 1  # a quick look
+    python benchmarks/bench_index.py --skip-synthetic --work-dir /tmp/bench-index --screenshot docs/img/search_page.png
+
+`--work-dir` keeps the sample images, the trained model and the index: a second run reuses the
+finished training run (train_clip resumes it). `--screenshot` serves the real index and saves the
+search page for a query as headless Chromium renders it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from aiohttp.test_utils import TestServer
+
+from nft_pipeline.index import (
+    INDEX_INPUT,
+    MODELS_DIR,
+    TABLE_NAME,
+    AnnSettings,
+    EmbeddingModel,
+    embedding_rows,
+    embeddings_schema,
+    ensure_indexes,
+    index_inputs_from_examples,
+    lance_path,
+    replace_partition,
+)
+from nft_pipeline.search import NftSearch, nearest_rows
+from nft_pipeline.train import TrainConfig, TrainingExample, train_clip
+from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
+from nft_pipeline.web.app import IMAGES_DIR, create_app
+
+BUDGET_MS = 10.0
+K = 10
+QUERIES = 200
+FLAT_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
+PROBES = ((10, 10), (10, 20), (20, 20), (20, 40), (40, 40))  # (nprobes, refine_factor)
+SCREENSHOT_QUERY = "female with blonde bob and earring"
+# The tiny preset from scratch (not fine-tuning), hence a higher learning rate than the default; data
+# loaded in-process, as forking DataLoader workers from a process running LanceDB can deadlock them.
+DEMO_MODEL = TrainConfig(split="by_token", split_ratios=(0.95, 0.0, 0.05), learning_rate=1e-3, num_workers=0)
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return (vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """Gaussian clusters on the unit sphere around centres that share one direction."""
+
+    centres: np.ndarray
+    spread: float = 0.75  # noise norm relative to the unit centre: cosine to the centre about 0.8
+
+    @classmethod
+    def random(cls, count: int, dim: int, rng: np.random.Generator) -> Clusters:
+        shared = unit(rng.normal(size=dim))
+        return cls(unit(0.6 * shared + 0.8 * unit(rng.normal(size=(count, dim)))))
+
+    def draw(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`count` unit vectors and the cluster each was drawn from."""
+        membership = rng.integers(0, len(self.centres), count)
+        dim = self.centres.shape[1]
+        noise = rng.normal(scale=self.spread / np.sqrt(dim), size=(count, dim))
+        return unit(self.centres[membership] + noise), membership
+
+
+def synthetic_rows(vectors: np.ndarray, membership: np.ndarray) -> pa.Table:
+    """Index rows around `vectors`, one synthetic collection, captions naming each row's cluster."""
+    count, dim = vectors.shape
+    inputs = pa.table(
+        {
+            "collection": ["synthetic"] * count,
+            "token_id": [str(i) for i in range(count)],
+            "name": [f"Token {i}" for i in range(count)],
+            "caption": [f"Token {i}: a thing of kind {c}." for i, c in enumerate(membership)],
+            "tags": [[{"trait_type": "kind", "value": str(c), "phrase": f"kind {c}"}] for c in membership],
+            "png_path": [f"synthetic/{i}.png" for i in range(count)],
+        },
+        schema=INDEX_INPUT,
+    )
+    return pa.Table.from_arrays(
+        [
+            *inputs.columns,
+            pa.array([[f"kind={c}"] for c in membership], pa.list_(pa.string())),
+            pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+            pa.array(["synthetic"] * count),
+            pa.array(["-"] * count),
+        ],
+        schema=embeddings_schema(dim),
+    )
+
+
+def p50_p99(milliseconds: list[float]) -> tuple[float, float]:
+    return float(np.percentile(milliseconds, 50)), float(np.percentile(milliseconds, 99))
+
+
+async def probe(db_path: Path, queries: np.ndarray, settings: AnnSettings) -> tuple[list[float], list[list[str]]]:
+    """Milliseconds and "collection/token_id" keys of each query's top 10, after two warm-up queries."""
+    table = await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME)
+    for query in queries[:2]:
+        await nearest_rows(table, query, K, settings)
+    times, ids = [], []
+    for query in queries:
+        started = time.perf_counter()
+        rows = await nearest_rows(table, query, K, settings)
+        times.append((time.perf_counter() - started) * 1000.0)
+        ids.append([f"{row['collection']}/{row['token_id']}" for row in rows])
+    return times, ids
+
+
+def recall_at_k(found: list[list[str]], vectors: np.ndarray, queries: np.ndarray, keys: list[str]) -> float:
+    """Mean share of the exact top 10 (numpy, over every vector; `keys` names each row) that a search returned."""
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :K]
+    return float(np.mean([len(set(ids) & {keys[i] for i in row}) / K for ids, row in zip(found, exact)]))
+
+
+def flat_threshold(work: Path, rng: np.random.Generator) -> None:
+    print(f"\n### Exact search p50 by table size (no vector index; budget {BUDGET_MS:.0f} ms)\n")
+    print("| rows | 128-d p50 ms | 512-d p50 ms |")
+    print("|---:|---:|---:|")
+    for rows in FLAT_SIZES:
+        cells = []
+        for dim in (128, 512):
+            clusters = Clusters.random(max(1, rows // 100), dim, rng)
+            db_path = work / f"flat-{rows}-{dim}"
+            replace_partition(db_path, "synthetic", synthetic_rows(*clusters.draw(rows, rng)))
+            times, _ = asyncio.run(probe(db_path, clusters.draw(100, rng)[0], AnnSettings()))
+            cells.append(f"{p50_p99(times)[0]:.1f}")
+            shutil.rmtree(db_path)
+        print(f"| {rows:,} | {' | '.join(cells)} |")
+
+
+def ann_table(
+    title: str, db_path: Path, vectors: np.ndarray, queries: np.ndarray, keys: list[str], chosen: AnnSettings
+) -> None:
+    """Exact search first, then the vector index built and probed with each (nprobes, refine_factor)."""
+    flat_times, flat_ids = asyncio.run(probe(db_path, queries, chosen))
+    rows = len(vectors)
+    started = time.perf_counter()
+    ensure_indexes(db_path, replace(chosen, max_flat_floats=0))
+    seconds = time.perf_counter() - started
+    dim = vectors.shape[1]
+    print(f"\n### {title}\n")
+    print(
+        f"Index build (IVF-PQ: {chosen.num_partitions(rows)} partitions, {chosen.num_sub_vectors(dim)} sub-vectors; "
+        f"with the caption full-text and scalar indexes): {seconds:.0f} s. {len(queries)} queries, k = {K}.\n"
+    )
+    print("| search | nprobes | refine_factor | p50 ms | p99 ms | recall@10 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    p50, p99 = p50_p99(flat_times)
+    print(f"| exact (no index) | - | - | {p50:.1f} | {p99:.1f} | {recall_at_k(flat_ids, vectors, queries, keys):.3f} |")
+    for nprobes, refine_factor in PROBES:
+        settings = replace(chosen, nprobes=nprobes, refine_factor=refine_factor)
+        times, ids = asyncio.run(probe(db_path, queries, settings))
+        p50, p99 = p50_p99(times)
+        name = "IVF-PQ **(chosen)**" if settings == chosen else "IVF-PQ"
+        recall = recall_at_k(ids, vectors, queries, keys)
+        print(f"| {name} | {nprobes} | {refine_factor} | {p50:.1f} | {p99:.1f} | {recall:.3f} |")
+
+
+def synthetic(work: Path, rows: int, rng: np.random.Generator, settings: AnnSettings) -> None:
+    clusters = Clusters.random(1_000, 512, rng)
+    vectors, membership = clusters.draw(rows, rng)
+    db_path = work / "synthetic"
+    replace_partition(db_path, "synthetic", synthetic_rows(vectors, membership))
+    title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
+    ann_table(
+        title, db_path, vectors, clusters.draw(QUERIES, rng)[0], [f"synthetic/{i}" for i in range(rows)], settings
+    )
+
+
+def trained_model(work: Path, punks: int, nouns: int, epochs: int) -> tuple[Path, list[TrainingExample]]:
+    """The demo model (trained once per work dir) and its examples, images under <work>/data/images."""
+    images = work / "data" / IMAGES_DIR
+    punk_examples, punk_components = punks_inputs(range(punks), images)
+    noun_examples, noun_components = nouns_inputs(range(nouns), images)
+    examples = punk_examples + noun_examples
+    config = replace(DEMO_MODEL, epochs=epochs)
+    started = time.perf_counter()
+    run = train_clip(examples, {**punk_components, **noun_components}, config, work / "data" / MODELS_DIR / "demo")
+    test = run.fine_tuned["global"]["text_to_image"]
+    print(
+        f"\nDemo model: tiny preset, {run.epochs} epochs on {len(run.split.train):,} pairs ({time.perf_counter() - started:.0f} s "
+        f"this call); held-out text-to-image R@1 {test['R@1']:.2f}, R@10 {test['R@10']:.2f} over {len(run.split.test)} tokens"
+    )
+    return run.model_dir, examples
+
+
+def real(work: Path, model_dir: Path, examples: list[TrainingExample], settings: AnnSettings) -> Path:
+    data_dir = work / "data"
+    model = EmbeddingModel.load(model_dir)
+    inputs = index_inputs_from_examples(examples)
+    started = time.perf_counter()
+    vectors, keys = [], []
+    for collection in sorted(set(inputs["collection"].to_pylist())):
+        rows = embedding_rows(model, inputs.filter(pc.equal(inputs["collection"], collection)))
+        replace_partition(lance_path(data_dir), collection, rows)
+        vectors.append(rows["vector"].combine_chunks().flatten().to_numpy().reshape(rows.num_rows, -1))
+        keys += [f"{collection}/{token}" for token in rows["token_id"].to_pylist()]
+    seconds = time.perf_counter() - started
+    print(f"\nEmbedded and wrote {len(keys):,} sample tokens in {seconds:.0f} s ({len(keys) / seconds:.0f}/s)")
+    captions = [example.caption.caption for example in examples]
+    picks = np.random.default_rng(2).choice(len(captions), QUERIES, replace=False)
+    queries = model.embed_texts([captions[i] for i in picks])
+    title = f"{len(keys):,} real {model.dim}-d embeddings (tiny preset on the sample punks and nouns), caption queries"
+    ann_table(title, lance_path(data_dir), np.concatenate(vectors), queries, keys, settings)
+    return data_dir
+
+
+async def end_to_end(data_dir: Path, examples: list[TrainingExample]) -> None:
+    search = await NftSearch.open(data_dir)
+    rng = np.random.default_rng(3)
+    captions = [examples[i].caption.caption for i in rng.choice(len(examples), 50, replace=False)]
+    free_text = ["female with blonde bob and earring", "zombie with a mohawk", "noun with a pizza head", "red glasses"]
+    print("\n### End to end: `NftSearch.text` (tokenise + text encoder + search), k = 10\n")
+    print("| query | mode | p50 total ms | p50 encode ms | p50 search ms | p99 total ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, texts in (("free text (4 queries x 10)", free_text * 10), ("full captions (50)", captions)):
+        for hybrid in (False, True):
+            timings = [(await search.text(text, hybrid=hybrid)).timings_ms for text in texts]
+            total = [t["total"] for t in timings]
+            encode = np.median([t["encode"] for t in timings])
+            lookup = np.median([t["search"] for t in timings])
+            p50, p99 = p50_p99(total)
+            mode = "hybrid" if hybrid else "vector"
+            print(f"| {label} | {mode} | {p50:.1f} | {encode:.1f} | {lookup:.1f} | {p99:.1f} |")
+
+
+async def screenshot(data_dir: Path, path: Path) -> None:
+    """Serve the index and let headless Chromium render the page for SCREENSHOT_QUERY into `path`."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("--screenshot needs Chromium (apt-get install chromium)")
+    server = TestServer(create_app(await NftSearch.open(data_dir), data_dir / IMAGES_DIR), host="127.0.0.1")
+    await server.start_server()
+    url = f"{server.make_url('/')}#{urllib.parse.urlencode({'q': SCREENSHOT_QUERY})}"
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            command = [
+                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1280,860",
+                "--virtual-time-budget=10000", f"--screenshot={path.resolve()}", url,
+            ]  # fmt: skip
+            process = await asyncio.create_subprocess_exec(*command, stderr=subprocess.DEVNULL)
+            await process.wait()
+    finally:
+        await server.close()
+    print(f"\nScreenshot of {url} saved to {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic-rows", type=int, default=100_000)
+    parser.add_argument("--skip-synthetic", action="store_true", help="only the real sample collections")
+    parser.add_argument("--punks", type=int, default=10_000)
+    parser.add_argument("--nouns", type=int, default=1_000)
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs of the demo model")
+    parser.add_argument("--work-dir", type=Path, help="keep images, model and index here (default: a temporary dir)")
+    parser.add_argument("--screenshot", type=Path, help="save the search page rendered by headless Chromium here")
+    arguments = parser.parse_args()
+    settings = AnnSettings()
+    torch.set_num_threads(1)  # two shared cores: one thread per process is the fastest steady state here
+    with tempfile.TemporaryDirectory() as scratch:
+        work = arguments.work_dir or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        model_dir, examples = trained_model(work, arguments.punks, arguments.nouns, arguments.epochs)
+        rng = np.random.default_rng(0)
+        if not arguments.skip_synthetic:
+            flat_threshold(work, rng)
+            synthetic(work, arguments.synthetic_rows, rng, settings)
+        data_dir = real(work, model_dir, examples, settings)
+        asyncio.run(end_to_end(data_dir, examples))
+        if arguments.screenshot:
+            asyncio.run(screenshot(data_dir, arguments.screenshot))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,442 @@
+"""The search index: one LanceDB table of image embeddings with each token's caption and tags.
+
+`<data dir>/lance/nft_embeddings` holds one row per token: its keys, name, caption and caption
+tags, the standardized PNG, the L2-normalised image embedding of the trained CLIP model and the
+model's run id. Search (search.py) embeds a text or an image with the same model and asks for the
+nearest rows by cosine similarity, optionally fused with a full-text match on the caption.
+
+Writing is per collection partition, like every other stage. `replace_partition` is one
+`merge_insert` on (collection, token_id) that updates the partition's rows, inserts new ones and
+deletes rows the partition no longer has, all in one commit: a reader sees the old partition or
+the new one, never a gap or a duplicate, and rerunning a partition writes the same rows again.
+Rows embedded by another model are deleted in the same commit: two models' vectors are not
+comparable, so the table only ever holds one embedding space (partitions not rerun yet are absent
+from search until their rerun).
+
+Indexes (`ensure_indexes`) are built once the table is large enough to need them and kept up to
+date afterwards:
+
+- an IVF-PQ vector index (cosine) once exact search would miss the 10 ms budget
+  (`AnnSettings.needs_index`, threshold measured by benchmarks/bench_index.py, docs/search.md). Rows added later are folded into the existing
+  partitions by `optimize`; `rebuild=True` retrains the partitions when the table has grown a lot.
+  Queries refine the PQ candidates with the exact vectors (`refine_factor`), so the scores search
+  reports are exact cosine similarities;
+- a native full-text index on `caption`, for hybrid search;
+- scalar indexes on `collection` (bitmap) and `traits` (label list), which the search filters use.
+
+Until an index covers new rows, LanceDB scans those rows exactly and merges them in, so a query
+never misses a row that was written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from lancedb.index import FTS, Bitmap, IvfPq, LabelList
+from PIL import Image
+
+from nft_pipeline.captions import CAPTION_TAG, CaptionTag
+from nft_pipeline.train.config import TrainConfig
+from nft_pipeline.train.data import TrainingExample
+from nft_pipeline.train.distributed import weights_digest
+from nft_pipeline.train.loop import RUN_FILE, TrainingRun
+from nft_pipeline.train.model import ClipBundle, ImagePreprocessing, image_embeddings, load_clip, text_embeddings
+from nft_pipeline.train.prepared import _resize_and_crop, composite_over
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "nft_embeddings"
+LANCE_DIR = "lance"
+MODELS_DIR = "models"  # <data dir>/models/<run id>/model, where the `clip_model` asset saves a run
+VECTOR_COLUMN = "vector"
+CAPTION_COLUMN = "caption"
+NORM_TOLERANCE = 1e-3
+
+# What indexing a token needs: the join of captions, standardized images and token names.
+INDEX_INPUT = pa.schema(
+    [
+        pa.field("collection", pa.string(), nullable=False),
+        pa.field("token_id", pa.string(), nullable=False),
+        pa.field("name", pa.string()),
+        pa.field("caption", pa.string(), nullable=False),
+        pa.field("tags", pa.list_(CAPTION_TAG), nullable=False),
+        pa.field("png_path", pa.string(), nullable=False),
+    ]
+)
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """The table's schema for a model whose embeddings have `dim` dimensions."""
+    return pa.schema(
+        [
+            *INDEX_INPUT,
+            # "trait_type=value", case-folded: what the trait filter matches (`array_has_all`), since
+            # SQL filters cannot reach into the fields of a list<struct>.
+            pa.field("traits", pa.list_(pa.string()), nullable=False),
+            pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), dim), nullable=False),
+            pa.field("model_run_id", pa.string(), nullable=False),
+            pa.field("model_dir", pa.string(), nullable=False),
+        ]
+    )
+
+
+class IndexMissing(LookupError):
+    """No search table where one was expected; the message says which asset builds it."""
+
+    def __init__(self, db_path: Path):
+        super().__init__(
+            f"no search index at {db_path / (TABLE_NAME + '.lance')}: materialize the `nft_index` asset "
+            "(after `clip_model`), or run `make demo` to build everything for the sample collections"
+        )
+
+
+def lance_path(data_dir: Path) -> Path:
+    return Path(data_dir) / LANCE_DIR
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal for LanceDB filters (quotes doubled), so untrusted values stay values."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def fold_text(text: str) -> str:
+    """Case-folded, runs of whitespace made one space: how user text is compared with stored text."""
+    return " ".join(text.split()).casefold()
+
+
+def trait_key(trait_type: str | None, value: str) -> str:
+    """How a (trait_type, value) pair is stored in `traits` and looked up by the trait filter (case and spacing folded)."""
+    return f"{fold_text(trait_type or '')}={fold_text(value)}"
+
+
+def trait_keys(tags: Sequence[CaptionTag]) -> list[str]:
+    return list(dict.fromkeys(trait_key(tag["trait_type"], tag["value"]) for tag in tags))
+
+
+# ---------------------------------------------------------------- embedding with the trained model
+
+
+def model_input_rgb(
+    image: Image.Image, preprocessing: ImagePreprocessing, matte_rgb: tuple[int, int, int]
+) -> np.ndarray:
+    """The S x S x 3 pixels the model saw in training for this image (see train/prepared.py)."""
+    return np.asarray(_resize_and_crop(composite_over(image.convert("RGBA"), matte_rgb), preprocessing))
+
+
+def pixel_values(rgb: np.ndarray, preprocessing: ImagePreprocessing) -> torch.Tensor:
+    """N x S x S x 3 uint8 to the model's normalised N x 3 x S x S input, as the training collator does."""
+    mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
+    return (torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+
+
+def _model_input(image: Path | Image.Image, preprocessing: ImagePreprocessing, matte_rgb) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return model_input_rgb(image, preprocessing, matte_rgb)
+    with Image.open(image) as opened:
+        return model_input_rgb(opened, preprocessing, matte_rgb)
+
+
+@torch.inference_mode()
+def embed_images(
+    bundle: ClipBundle,
+    images: Sequence[Path | Image.Image],
+    batch_size: int = 64,
+    matte_rgb: tuple[int, int, int] = TrainConfig.matte_rgb,
+    decode_threads: int = 2,
+) -> np.ndarray:
+    """N x D float32 L2-normalised image embeddings, in input order (PNG paths or decoded images).
+
+    Pixels are prepared exactly as training prepares them (composited over `matte_rgb`, box-resized
+    and centre-cropped), so an indexed image lands where the model learnt to put it. Decoding a
+    512 px PNG costs more than embedding it at the tiny preset's size, so images are decoded by a
+    thread pool (Pillow releases the GIL while decoding; threads, unlike forked workers, are safe
+    in a process whose LanceDB runtime is running).
+    """
+    bundle.model.eval()
+    preprocessing = bundle.preprocessing
+    batches = []
+    with ThreadPoolExecutor(decode_threads) as pool:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            rgb = np.stack(list(pool.map(_model_input, chunk, [preprocessing] * len(chunk), [matte_rgb] * len(chunk))))
+            embeddings = image_embeddings(bundle.model, pixel_values(rgb, preprocessing)).float()
+            batches.append(F.normalize(embeddings, dim=-1))
+    if not batches:
+        return np.zeros((0, bundle.model.config.projection_dim), dtype=np.float32)
+    return torch.cat(batches).numpy()
+
+
+@torch.inference_mode()
+def embed_texts(
+    bundle: ClipBundle, texts: Sequence[str], context_length: int = TrainConfig.context_length
+) -> np.ndarray:
+    """N x D float32 L2-normalised text embeddings; texts longer than `context_length` tokens are cut."""
+    bundle.model.eval()
+    tokens = bundle.tokenizer(
+        list(texts), padding=True, truncation=True, max_length=context_length, return_tensors="pt"
+    )
+    embeddings = text_embeddings(bundle.model, tokens["input_ids"], tokens["attention_mask"]).float()
+    return F.normalize(embeddings, dim=-1).numpy()
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """A trained model with what embedding like its training needs: its matte colour and context length.
+
+    `run_id` names the embedding space in the table: the training run's id when the model directory
+    is a run's `model/` (its `run.json` lies beside it), else a digest of the weights.
+    """
+
+    bundle: ClipBundle
+    run_id: str
+    model_dir: Path
+    matte_rgb: tuple[int, int, int]
+    context_length: int
+
+    @classmethod
+    def load(cls, model_dir: Path) -> EmbeddingModel:
+        model_dir = Path(model_dir).resolve()
+        bundle = load_clip(model_dir)
+        bundle.model.eval()
+        run_file = model_dir.parent / RUN_FILE
+        if run_file.exists():
+            run = TrainingRun.from_dict(json.loads(run_file.read_text()))
+            if run.model_dir is not None and run.model_dir.resolve() == model_dir:
+                return cls(bundle, run.run_id, model_dir, run.config.matte_rgb, run.config.context_length)
+        defaults = TrainConfig()
+        return cls(bundle, weights_digest(bundle.model)[:16], model_dir, defaults.matte_rgb, defaults.context_length)
+
+    @property
+    def dim(self) -> int:
+        return int(self.bundle.model.config.projection_dim)
+
+    def embed_images(
+        self, images: Sequence[Path | Image.Image], batch_size: int = 64, decode_threads: int = 2
+    ) -> np.ndarray:
+        return embed_images(self.bundle, images, batch_size, self.matte_rgb, decode_threads)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return embed_texts(self.bundle, texts, self.context_length)
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens the text encoder would need for `text`, start and end markers included (no cut)."""
+        return len(self.bundle.tokenizer(text)["input_ids"])
+
+
+# ---------------------------------------------------------------- rows and partitions
+
+
+def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
+    """Index inputs for training examples (the sample collections in demos, tests and benchmarks)."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "collection": example.collection,
+                "token_id": example.token_id,
+                "name": example.caption.title,
+                "caption": example.caption.caption,
+                "tags": example.caption.tags,
+                "png_path": str(example.image_path),
+            }
+            for example in examples
+        ],
+        schema=INDEX_INPUT,
+    )
+
+
+def embedding_rows(model: EmbeddingModel, tokens: pa.Table, batch_size: int = 64, decode_threads: int = 2) -> pa.Table:
+    """Table rows for `tokens` (INDEX_INPUT columns): their image embeddings, trait keys and model."""
+    tokens = tokens.select(INDEX_INPUT.names).cast(INDEX_INPUT)
+    vectors = model.embed_images([Path(p) for p in tokens["png_path"].to_pylist()], batch_size, decode_threads)
+    count = tokens.num_rows
+    return pa.Table.from_arrays(
+        [
+            *tokens.columns,
+            pa.array([trait_keys(tags) for tags in tokens["tags"].to_pylist()], pa.list_(pa.string())),
+            pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), model.dim),
+            pa.array([model.run_id] * count, pa.string()),
+            pa.array([str(model.model_dir)] * count, pa.string()),
+        ],
+        schema=embeddings_schema(model.dim),
+    )
+
+
+@dataclass(frozen=True)
+class PartitionWrite:
+    """What `replace_partition` did: the partition's row count now, and the rows it changed."""
+
+    collection: str
+    rows: int
+    inserted: int
+    updated: int
+    deleted: int  # rows the partition no longer has, plus every row of another model
+    version: int
+
+
+def _check_partition(collection: str, rows: pa.Table) -> tuple[int, str | None]:
+    """The vector size and model run id of `rows`, after checking they can be one partition."""
+    vector_type = rows.schema.field(VECTOR_COLUMN).type
+    if not pa.types.is_fixed_size_list(vector_type):
+        raise ValueError(f"{VECTOR_COLUMN} must be a fixed-size list, got {vector_type}")
+    if rows.num_rows == 0:
+        return vector_type.list_size, None
+    if set(rows["collection"].to_pylist()) != {collection}:
+        raise ValueError(f"every row of partition {collection!r} must have collection = {collection!r}")
+    token_ids = rows["token_id"].to_pylist()
+    if len(set(token_ids)) != len(token_ids):
+        raise ValueError(f"partition {collection!r} has duplicate token ids")
+    run_ids = set(rows["model_run_id"].to_pylist())
+    if len(run_ids) != 1:
+        raise ValueError(f"partition {collection!r} mixes embeddings of several models: {sorted(run_ids)}")
+    vectors = rows[VECTOR_COLUMN].combine_chunks().flatten().to_numpy().reshape(rows.num_rows, -1)
+    norms = np.linalg.norm(vectors, axis=1)
+    if not np.all(np.abs(norms - 1.0) < NORM_TOLERANCE):
+        raise ValueError("vectors must be finite and L2-normalised (cosine similarity is their dot product)")
+    return vector_type.list_size, run_ids.pop()
+
+
+def _existing_table(db: lancedb.DBConnection) -> lancedb.table.Table | None:
+    return db.open_table(TABLE_NAME) if TABLE_NAME in db.list_tables().tables else None
+
+
+def open_table(db_path: Path) -> lancedb.table.Table:
+    """The search table, or `IndexMissing` saying which asset builds it."""
+    table = _existing_table(lancedb.connect(db_path))
+    if table is None:
+        raise IndexMissing(Path(db_path))
+    return table
+
+
+def replace_partition(db_path: Path, collection: str, rows: pa.Table) -> PartitionWrite:
+    """Make `rows` (see `embedding_rows`) the whole of `collection`'s partition, in one commit.
+
+    Safe to rerun: rows are keyed by (collection, token_id), so writing the same partition twice
+    leaves the same rows. Rows of other collections stay untouched unless they were embedded by
+    another model, in which case they are deleted (see the module docstring). A model with
+    another vector size recreates the table.
+    """
+    dim, run_id = _check_partition(collection, rows)
+    schema = embeddings_schema(dim)
+    rows = rows.select(schema.names).cast(schema)
+    db = lancedb.connect(db_path)
+    # exist_ok: a concurrent writer of another partition may create the table first.
+    table = _existing_table(db) or db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+    if table.schema.field(VECTOR_COLUMN).type != schema.field(VECTOR_COLUMN).type:
+        log.warning("%s: vectors change size (new model); recreating the table", TABLE_NAME)
+        table = db.create_table(TABLE_NAME, schema=schema, mode="overwrite")
+    stale = f"collection = {sql_literal(collection)}"
+    if run_id is not None:
+        stale += f" OR model_run_id <> {sql_literal(run_id)}"
+    result = (
+        table.merge_insert(["collection", "token_id"])
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .when_not_matched_by_source_delete(stale)
+        .execute(rows)
+    )
+    return PartitionWrite(
+        collection=collection,
+        rows=rows.num_rows,
+        inserted=result.num_inserted_rows,
+        updated=result.num_updated_rows,
+        deleted=result.num_deleted_rows,
+        version=result.version,
+    )
+
+
+# ---------------------------------------------------------------- indexes
+
+
+@dataclass(frozen=True)
+class AnnSettings:
+    """When the vector index is built, how, and how queries probe it (measured in docs/search.md).
+
+    Exact search compares the query with every stored float, so its cost grows with rows x
+    dimensions: it stays within the 10 ms p50 budget up to about `max_flat_floats` (some 2,000
+    rows of 512-d CLIP, 8,000 of the tiny preset's 128-d), and the index is built beyond that
+    (never below `min_index_rows`: PQ learns 256 centroids per sub-vector). Partitions: about
+    sqrt(rows), the usual IVF balance between choosing partitions and scanning them. Sub-vectors:
+    8 dimensions each (LanceDB's SIMD-friendly size). Queries probe `nprobes` partitions and re-rank
+    `refine_factor` x k PQ candidates with the exact vectors.
+    """
+
+    max_flat_floats: int = 1_000_000
+    min_index_rows: int = 256
+    dims_per_sub_vector: int = 8
+    nprobes: int = 20
+    refine_factor: int = 20
+    max_iterations: int = 50
+
+    def needs_index(self, rows: int, dim: int) -> bool:
+        return rows >= max(self.min_index_rows, self.max_flat_floats // dim)
+
+    def num_partitions(self, rows: int) -> int:
+        return max(1, round(math.sqrt(rows)))
+
+    def num_sub_vectors(self, dim: int) -> int:
+        return dim // self.dims_per_sub_vector if dim % self.dims_per_sub_vector == 0 else 1
+
+    def ivf_pq(self, rows: int, dim: int) -> IvfPq:
+        return IvfPq(
+            distance_type="cosine",
+            num_partitions=self.num_partitions(rows),
+            num_sub_vectors=self.num_sub_vectors(dim),
+            max_iterations=self.max_iterations,
+        )
+
+
+DEFAULT_ANN = AnnSettings()
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """Which indexes the table has after `ensure_indexes`, and which were (re)built by that call."""
+
+    rows: int
+    vector_index: bool
+    built: tuple[str, ...]
+
+
+def _index_columns(table: lancedb.table.Table) -> dict[str, str]:
+    return {index.columns[0]: index.index_type for index in table.list_indices()}
+
+
+def _scalar_and_text_indexes() -> Iterator[tuple[str, object]]:
+    yield CAPTION_COLUMN, FTS()
+    yield "collection", Bitmap()
+    yield "traits", LabelList()
+
+
+def ensure_indexes(db_path: Path, settings: AnnSettings = DEFAULT_ANN, rebuild: bool = False) -> IndexState:
+    """Build the indexes the table lacks, fold new rows into those it has (see the module docstring).
+
+    Run it after a batch of `replace_partition` calls rather than after each one when partitions
+    are written concurrently: index builds commit like writes, and one build at a time is enough.
+    """
+    table = open_table(db_path)
+    rows = table.count_rows()
+    existing = _index_columns(table)
+    built = []
+    for column, config in _scalar_and_text_indexes():
+        if rows and (rebuild or column not in existing):
+            table.create_index(column, config=config, replace=True)
+            built.append(column)
+    dim = table.schema.field(VECTOR_COLUMN).type.list_size
+    if settings.needs_index(rows, dim) and (rebuild or VECTOR_COLUMN not in existing):
+        table.create_index(VECTOR_COLUMN, config=settings.ivf_pq(rows, dim), replace=True)
+        built.append(VECTOR_COLUMN)
+    if any(column not in built for column in existing):
+        table.optimize()  # fold rows written since into the indexes that were not rebuilt, compact files
+    return IndexState(rows=rows, vector_index=VECTOR_COLUMN in _index_columns(table), built=tuple(built))

@@ -1,0 +1,446 @@
+"""Search the index by text, by token or by image: the library behind `nft-pipeline search` and `serve`.
+
+`NftSearch` loads the model and opens the table once and reuses them for every query, which is
+what makes a query cheap: on the tiny preset, encoding a text takes a few milliseconds and the
+table lookup a few more (docs/search.md), where NFTopia paid 150-200 ms for CLIP and 100-150 ms
+for a hosted vector database per query. It uses LanceDB's async API, which the web server awaits
+directly and which answers about 2 ms sooner than the synchronous wrapper around it.
+
+Queries:
+
+- `text`: the query's CLIP text embedding against the image embeddings (cosine similarity).
+  With `hybrid=True` the captions are also matched word for word (BM25 over the full-text index)
+  and the two rankings are fused by reciprocal rank fusion (RRF, k=60), which needs no score
+  calibration between the two; a token whose caption or name *is* the query (case and spacing
+  aside) comes first, so pasting a caption or typing "CryptoPunk #1234" finds that token.
+- `similar_to_token`: the token's own image embedding as the query, the token itself left out.
+- `similar_to_image`: any image, prepared as training prepared images.
+
+Filters (`collection`, `traits` as "Type=Female 2") narrow the candidates before ranking
+(LanceDB prefilter), so k results come back whenever k tokens match.
+
+Bad input raises `SearchError` with a message meant for the person who typed it. A query longer
+than the text encoder's context (77 tokens) is encoded from its first 77 tokens and the result
+says so in `notices`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow.compute as pc
+from lancedb.query import MatchQuery
+from PIL import Image
+
+from nft_pipeline.captions import CaptionTag
+from nft_pipeline.index import (
+    CAPTION_COLUMN,
+    DEFAULT_ANN,
+    MODELS_DIR,
+    TABLE_NAME,
+    VECTOR_COLUMN,
+    AnnSettings,
+    EmbeddingModel,
+    IndexMissing,
+    fold_text,
+    lance_path,
+    sql_literal,
+    trait_key,
+)
+from nft_pipeline.reporting import text_table
+from nft_pipeline.storage import default_data_dir
+
+MAX_K = 100
+MAX_QUERY_CHARS = 1_000
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+RRF_K = 60  # the constant of Cormack et al.; damps the difference between the first few ranks
+HYBRID_CANDIDATES = 50  # per ranking; fusion reorders these, so a deep second page is not needed
+HIT_COLUMNS = ["collection", "token_id", "name", "caption", "tags", "png_path"]
+
+TokenKey = tuple[str, str]
+
+
+class SearchError(ValueError):
+    """A request search cannot answer; the message is written for the person who made it."""
+
+
+class UnknownToken(SearchError):
+    """The token asked about is not in the index."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    rank: int  # 1 = best
+    score: float  # what ranked it: the cosine similarity, or the fused RRF score in hybrid search
+    similarity: float  # cosine similarity of its image embedding to the query embedding
+    collection: str
+    token_id: str
+    name: str | None
+    caption: str
+    tags: list[CaptionTag]
+    png_path: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The hit for clients; the server's file path stays on the server."""
+        values = asdict(self)
+        del values["png_path"]
+        return values
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    hits: list[SearchHit]
+    mode: str  # text | hybrid | similar_to_token | similar_to_image
+    notices: list[str] = field(default_factory=list)  # what was changed or ignored in the request
+    timings_ms: dict[str, float] = field(default_factory=dict)  # encode, search, total
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "hits": [hit.to_json() for hit in self.hits],
+            "notices": self.notices,
+            "timings_ms": {name: round(value, 2) for name, value in self.timings_ms.items()},
+        }
+
+
+def parse_trait(text: str) -> str:
+    """The table's trait key for a filter written TYPE=VALUE ("Type=Female 2"); SearchError otherwise."""
+    trait_type, separator, value = text.partition("=")
+    if not separator or not value.strip():
+        raise SearchError(f"trait filter {text!r} must look like TYPE=VALUE, e.g. Type=Female 2")
+    return trait_key(trait_type, value)
+
+
+def filter_sql(collection: str | None, traits: Sequence[str], exclude: TokenKey | None = None) -> str | None:
+    """The SQL prefilter for a collection, traits that must all be present, and a token to leave out."""
+    clauses = []
+    if collection:
+        clauses.append(f"collection = {sql_literal(collection)}")
+    if traits:
+        keys = ", ".join(sql_literal(parse_trait(trait)) for trait in traits)
+        clauses.append(f"array_has_all(traits, [{keys}])")
+    if exclude:
+        clauses.append(f"NOT (collection = {sql_literal(exclude[0])} AND token_id = {sql_literal(exclude[1])})")
+    return " AND ".join(clauses) or None
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[TokenKey]], k: int = RRF_K) -> dict[TokenKey, float]:
+    """Sum over rankings of 1 / (k + rank), rank starting at 1; a key absent from a ranking gets nothing from it."""
+    scores: dict[TokenKey, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+def _comparable(text: str | None) -> str:
+    return fold_text(text or "").rstrip(".")
+
+
+def _key(row: dict[str, Any]) -> TokenKey:
+    return row["collection"], row["token_id"]
+
+
+def _hit(rank: int, score: float, similarity: float, row: dict[str, Any]) -> SearchHit:
+    return SearchHit(rank, score, similarity, **{column: row[column] for column in HIT_COLUMNS})
+
+
+def _ranked_by_similarity(rows: list[dict[str, Any]]) -> list[SearchHit]:
+    """Hits from a vector query's rows (cosine distance = 1 - cosine similarity)."""
+    return [_hit(rank, 1.0 - row["_distance"], 1.0 - row["_distance"], row) for rank, row in enumerate(rows, 1)]
+
+
+def _timings(started: float, encoded: float) -> dict[str, float]:
+    """Milliseconds spent encoding the query (up to `encoded`), searching (after it), and in total."""
+    now = time.perf_counter()
+    return {
+        "encode": (encoded - started) * 1000.0,
+        "search": (now - encoded) * 1000.0,
+        "total": (now - started) * 1000.0,
+    }
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
+
+
+class NftSearch:
+    """The model and the table, opened once (`await NftSearch.open(data_dir)`), answering queries."""
+
+    def __init__(self, table: lancedb.AsyncTable, model: EmbeddingModel, has_text_index: bool, settings: AnnSettings):
+        self.table = table
+        self.model = model
+        self.has_text_index = has_text_index
+        self.settings = settings
+
+    @classmethod
+    async def open(
+        cls, data_dir: Path, model_dir: Path | None = None, settings: AnnSettings = DEFAULT_ANN
+    ) -> NftSearch:
+        """Open the index under `data_dir` with the model it was built with (or `model_dir`, if the same run)."""
+        db_path = lance_path(data_dir)
+        if not (db_path / f"{TABLE_NAME}.lance").is_dir():
+            raise IndexMissing(db_path)
+        table = await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME)
+        recorded = (await table.query().select(["model_run_id", "model_dir"]).limit(1).to_arrow()).to_pylist()
+        if not recorded:
+            raise IndexMissing(db_path)
+        run_id = recorded[0]["model_run_id"]
+        model = EmbeddingModel.load(model_dir or _recorded_model_dir(Path(data_dir), run_id, recorded[0]["model_dir"]))
+        if model.run_id != run_id:
+            raise SearchError(
+                f"{model.model_dir} is model {model.run_id}, but the index holds embeddings of model {run_id}: "
+                "their scores would mean nothing. Leave out --model-dir, or re-index with this model."
+            )
+        has_text_index = any(index.columns == [CAPTION_COLUMN] for index in await table.list_indices())
+        search = cls(table, model, has_text_index, settings)
+        await search.text("warm up")  # the first pass through the model and the index costs 10x a later one
+        return search
+
+    async def text(
+        self,
+        query: str,
+        k: int = 10,
+        collection: str | None = None,
+        traits: Sequence[str] = (),
+        hybrid: bool = False,
+    ) -> SearchResults:
+        """Tokens whose images match `query`; with `hybrid`, fused with a word match on their captions."""
+        started = time.perf_counter()
+        _check_k(k)
+        query, notices = self._clean_query(query)
+        where = filter_sql(collection, traits)
+        if hybrid and not self.has_text_index:
+            raise SearchError("hybrid search needs the caption index: materialize the `nft_index` asset again")
+        vector = self.model.embed_texts([query])[0]
+        encoded = time.perf_counter()
+        if hybrid:
+            hits = await self._hybrid(query, vector, k, where)
+        else:
+            hits = _ranked_by_similarity(await self._nearest(vector, k, where))
+        return SearchResults(
+            hits=hits,
+            mode="hybrid" if hybrid else "text",
+            notices=notices,
+            timings_ms=_timings(started, encoded),
+        )
+
+    async def similar_to_token(
+        self,
+        collection: str,
+        token_id: str,
+        k: int = 10,
+        in_collection: str | None = None,
+        traits: Sequence[str] = (),
+    ) -> SearchResults:
+        """Tokens whose images are nearest to this token's image (itself left out), optionally in one collection."""
+        started = time.perf_counter()
+        _check_k(k)
+        rows = await self._token_rows(collection, token_id, [VECTOR_COLUMN])
+        if not rows:
+            raise UnknownToken(f"token {collection}/{token_id} is not in the index (check the collection slug and id)")
+        where = filter_sql(in_collection, traits, exclude=(collection, token_id))
+        found = time.perf_counter()
+        hits = _ranked_by_similarity(await self._nearest(np.asarray(rows[0][VECTOR_COLUMN]), k, where))
+        return SearchResults(
+            hits=hits,
+            mode="similar_to_token",
+            timings_ms=_timings(started, found),
+        )
+
+    async def similar_to_image(
+        self, image: Path | bytes, k: int = 10, collection: str | None = None, traits: Sequence[str] = ()
+    ) -> SearchResults:
+        """Tokens whose images are nearest to `image` (a file or its bytes, any format Pillow reads)."""
+        started = time.perf_counter()
+        _check_k(k)
+        vector = self.model.embed_images([_open_image(image)])[0]
+        encoded = time.perf_counter()
+        hits = _ranked_by_similarity(await self._nearest(vector, k, filter_sql(collection, traits)))
+        return SearchResults(
+            hits=hits,
+            mode="similar_to_image",
+            timings_ms=_timings(started, encoded),
+        )
+
+    async def token(self, collection: str, token_id: str) -> SearchHit | None:
+        """One indexed token (score 1: it is its own best match), or None."""
+        rows = await self._token_rows(collection, token_id, HIT_COLUMNS)
+        return _hit(0, 1.0, 1.0, rows[0]) if rows else None
+
+    async def collections(self) -> list[dict[str, Any]]:
+        """Every indexed collection with its token count, largest first."""
+        names = (await self.table.query().select(["collection"]).to_arrow())["collection"]
+        counts = pc.value_counts(names).to_pylist()
+        return sorted(({"collection": c["values"], "tokens": c["counts"]} for c in counts), key=lambda c: -c["tokens"])
+
+    def _clean_query(self, query: str) -> tuple[str, list[str]]:
+        notices = []
+        query = " ".join(query.split())
+        if not query:
+            raise SearchError('empty query: type what you are looking for, e.g. "female with blonde bob and earring"')
+        if len(query) > MAX_QUERY_CHARS:
+            query = query[:MAX_QUERY_CHARS]
+            notices.append(f"query cut to its first {MAX_QUERY_CHARS} characters")
+        tokens = self.model.count_text_tokens(query)
+        if tokens > self.model.context_length:
+            notices.append(
+                f"query is {tokens} tokens long; the text encoder read its first {self.model.context_length} "
+                "(start and end markers included) and ignored the rest"
+            )
+        return query, notices
+
+    async def _token_rows(self, collection: str, token_id: str, columns: list[str]) -> list[dict[str, Any]]:
+        where = f"collection = {sql_literal(collection)} AND token_id = {sql_literal(token_id)}"
+        return (await self.table.query().where(where).select(columns).limit(1).to_arrow()).to_pylist()
+
+    async def _nearest(self, vector: np.ndarray, limit: int, where: str | None) -> list[dict[str, Any]]:
+        return await nearest_rows(self.table, vector, limit, self.settings, where)
+
+    async def _matching_captions(self, query: str, limit: int, where: str | None) -> list[dict[str, Any]]:
+        """Rows whose captions share words with `query`, best BM25 first (a match query: no query syntax)."""
+        search = (
+            self.table.query()
+            .nearest_to_text(MatchQuery(query, CAPTION_COLUMN))
+            .select([*HIT_COLUMNS, VECTOR_COLUMN, "_score"])
+            .limit(limit)
+        )
+        if where:
+            search = search.where(where)
+        return (await search.to_arrow()).to_pylist()
+
+    async def _hybrid(self, query: str, vector: np.ndarray, k: int, where: str | None) -> list[SearchHit]:
+        candidates = max(HYBRID_CANDIDATES, k)
+        by_vector, by_words = await asyncio.gather(
+            self._nearest(vector, candidates, where), self._matching_captions(query, candidates, where)
+        )
+        rows = {_key(row): row for row in by_words} | {_key(row): row for row in by_vector}
+        similarity = {_key(row): 1.0 - row["_distance"] for row in by_vector}
+        for row in by_words:
+            similarity.setdefault(_key(row), float(np.dot(np.asarray(row[VECTOR_COLUMN]), vector)))
+        fused = reciprocal_rank_fusion([[_key(row) for row in by_vector], [_key(row) for row in by_words]])
+        wanted = _comparable(query)
+        exact = {key for key, row in rows.items() if wanted in (_comparable(row["caption"]), _comparable(row["name"]))}
+        order = sorted(fused, key=lambda key: (key not in exact, -fused[key], key))
+        return [_hit(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
+
+
+async def nearest_rows(
+    table: lancedb.AsyncTable,
+    vector: np.ndarray,
+    limit: int,
+    settings: AnnSettings = DEFAULT_ANN,
+    where: str | None = None,
+    columns: Sequence[str] = HIT_COLUMNS,
+) -> list[dict[str, Any]]:
+    """The `limit` rows nearest to `vector` by cosine distance (`_distance`), filtered by `where` first.
+
+    With a vector index, `nprobes` partitions are searched and the PQ candidates re-ranked with
+    the stored vectors, so distances are exact; without one, every row is compared.
+    """
+    query = (
+        table.query()
+        .nearest_to(vector)
+        .distance_type("cosine")
+        .nprobes(settings.nprobes)
+        .refine_factor(settings.refine_factor)
+        .select([*columns, "_distance"])
+        .limit(limit)
+    )
+    if where:
+        query = query.where(where)
+    return (await query.to_arrow()).to_pylist()
+
+
+def _recorded_model_dir(data_dir: Path, run_id: str, recorded: str) -> Path:
+    """The model the index was built with: where it was recorded, else where `clip_model` keeps runs."""
+    for candidate in (Path(recorded), data_dir / MODELS_DIR / run_id / "model"):
+        if (candidate / "config.json").exists():
+            return candidate
+    raise SearchError(
+        f"the index was built with model {run_id}, saved at {recorded}, which is gone: pass --model-dir, "
+        "or materialize `clip_model` and `nft_index` again"
+    )
+
+
+def _open_image(image: Path | bytes) -> Image.Image:
+    """Decode an image fully (so a broken file fails here, with a message), refusing oversized uploads."""
+    if isinstance(image, bytes) and len(image) > MAX_IMAGE_BYTES:
+        raise SearchError(f"image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
+    try:
+        with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
+            opened.load()
+            return opened.copy()
+    except FileNotFoundError as error:
+        raise SearchError(f"no image at {image}") from error
+    except (OSError, Image.DecompressionBombError) as error:
+        raise SearchError(f"not a readable image: {error}") from error
+
+
+# ---------------------------------------------------------------- `nft-pipeline search`
+
+
+def _split_token(text: str) -> TokenKey:
+    collection, separator, token_id = text.rpartition("/")
+    if not separator or not collection or not token_id:
+        raise SearchError(f"--similar-to takes COLLECTION/TOKEN_ID, e.g. cryptopunks/1234, got {text!r}")
+    return collection, token_id
+
+
+async def _run_search(args: argparse.Namespace) -> SearchResults:
+    # `--trait Type=Female 2` arrives as ["Type=Female", "2"]: the words after the flag are one trait.
+    traits = [" ".join(words) for words in args.trait]
+    search = await NftSearch.open(args.data_dir or default_data_dir(), args.model_dir)
+    if args.similar_to:
+        collection, token_id = _split_token(args.similar_to)
+        return await search.similar_to_token(collection, token_id, args.k, args.collection, traits)
+    if args.similar_to_image:
+        return await search.similar_to_image(args.similar_to_image, args.k, args.collection, traits)
+    if args.query is None:
+        raise SearchError("give a query, --similar-to COLLECTION/TOKEN_ID or --similar-to-image PATH")
+    return await search.text(args.query, args.k, args.collection, traits, args.hybrid)
+
+
+def results_table(results: SearchResults) -> str:
+    """The hits as an aligned terminal table: rank, score, collection, token_id, name, caption."""
+    return text_table(
+        [
+            {
+                "rank": hit.rank,
+                "score": f"{hit.score:.4f}",
+                "collection": hit.collection,
+                "token_id": hit.token_id,
+                "name": hit.name or "",
+                "caption": hit.caption,
+            }
+            for hit in results.hits
+        ]
+    )
+
+
+def search_command(args: argparse.Namespace) -> None:
+    """`nft-pipeline search`: print the hits as a table; bad input prints why and exits with status 2."""
+    try:
+        results = asyncio.run(_run_search(args))
+    except (SearchError, IndexMissing) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for notice in results.notices:
+        print(f"note: {notice}")
+    print(results_table(results))
+    timings = results.timings_ms
+    print(
+        f"\n{len(results.hits)} results in {timings['total']:.1f} ms "
+        f"(encode {timings['encode']:.1f} ms, search {timings['search']:.1f} ms)"
+    )

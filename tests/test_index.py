@@ -1,0 +1,353 @@
+"""The search index and search API on real LanceDB tables, with a tiny CLIP trained on real Nouns.
+
+The model is trained for 40 steps on 64 Nouns (one batch of all 64, no masking): enough for every
+caption to find its own Noun among the top 10 of 80 indexed tokens (16 untrained-on punks join them
+as a second collection). Everything else here does not depend on how good the model is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+
+from nft_pipeline.index import (
+    TABLE_NAME,
+    VECTOR_COLUMN,
+    AnnSettings,
+    EmbeddingModel,
+    IndexMissing,
+    embedding_rows,
+    embeddings_schema,
+    ensure_indexes,
+    index_inputs_from_examples,
+    lance_path,
+    replace_partition,
+)
+from nft_pipeline.search import NftSearch, SearchError, UnknownToken, reciprocal_rank_fusion
+from nft_pipeline.train import TrainConfig, TrainingExample, train_clip
+from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
+from nft_pipeline.web import add_search_commands
+
+TRAIN = TrainConfig(
+    tiny_image_size=32,
+    tiny_patch_size=8,
+    tiny_width=64,
+    tiny_layers=2,
+    tiny_heads=2,
+    tiny_projection_dim=32,
+    tiny_vocab_size=800,
+    split="by_token",
+    split_ratios=(1.0, 0.0, 0.0),  # the index holds what the model was trained on
+    num_workers=0,
+    batch_size=64,
+    epochs=40,
+    learning_rate=1e-3,
+    warmup_fraction=0.0,
+    masking_probability=0.0,
+)
+
+
+@dataclass
+class Indexed:
+    data_dir: Path
+    model: EmbeddingModel
+    nouns: list[TrainingExample]
+    punks: list[TrainingExample]
+    rows: dict[str, pa.Table]  # collection -> the rows written
+    search: NftSearch
+    run: Callable[[Coroutine[Any, Any, Any]], Any]  # runs a coroutine on the loop `search` was opened on
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> Indexed:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: spinning OpenMP threads make the steps 10x slower
+    data_dir = tmp_path_factory.mktemp("search")
+    nouns, components = nouns_inputs(range(64), data_dir / "images")
+    punks, _ = punks_inputs(range(16), data_dir / "images")
+    training = train_clip(nouns, components, TRAIN, data_dir / "models" / "run")
+    model = EmbeddingModel.load(training.model_dir)
+    rows = {}
+    for collection, examples in (("nouns", nouns), ("cryptopunks", punks)):
+        rows[collection] = embedding_rows(model, index_inputs_from_examples(examples))
+        replace_partition(lance_path(data_dir), collection, rows[collection])
+    ensure_indexes(lance_path(data_dir))
+    loop = asyncio.new_event_loop()
+    search = loop.run_until_complete(NftSearch.open(data_dir))
+    yield Indexed(data_dir, model, nouns, punks, rows, search, loop.run_until_complete)
+    loop.close()
+    torch.set_num_threads(threads)
+
+
+def keys(results) -> list[tuple[str, str]]:
+    return [(hit.collection, hit.token_id) for hit in results.hits]
+
+
+def table_rows(db_path: Path) -> list[dict[str, Any]]:
+    table = lancedb.connect(db_path).open_table(TABLE_NAME)
+    return sorted(
+        table.to_arrow().drop_columns([VECTOR_COLUMN]).to_pylist(), key=lambda r: (r["collection"], r["token_id"])
+    )
+
+
+def test_each_caption_finds_its_own_token(indexed):
+    ranks = []
+    for example in indexed.nouns:
+        found = keys(indexed.run(indexed.search.text(example.caption.caption, k=10)))
+        ranks.append(found.index(example.key) + 1 if example.key in found else None)
+    in_top_10 = [rank for rank in ranks if rank is not None]
+    assert len(in_top_10) >= 0.9 * len(ranks), ranks  # chance: 10 of 80
+    assert sum(rank == 1 for rank in in_top_10) >= 0.5 * len(ranks), ranks  # chance: 1 of 80
+
+
+def test_scores_are_exact_cosine_similarities(indexed):
+    query = "a Noun with a cone head"
+    results = indexed.run(indexed.search.text(query, k=5))
+    query_vector = indexed.model.embed_texts([query])[0]
+    exact = sorted(
+        (
+            (float(np.asarray(row[VECTOR_COLUMN]) @ query_vector), (row["collection"], row["token_id"]))
+            for rows in indexed.rows.values()
+            for row in rows.to_pylist()
+        ),
+        reverse=True,
+    )[:5]
+    assert keys(results) == [key for _, key in exact]
+    assert [hit.score for hit in results.hits] == pytest.approx([score for score, _ in exact], abs=1e-5)
+    assert [hit.rank for hit in results.hits] == [1, 2, 3, 4, 5]
+
+
+def test_replacing_a_partition_twice_keeps_row_counts_exact(indexed, tmp_path):
+    db_path = tmp_path / "lance"
+    nouns, punks = indexed.rows["nouns"], indexed.rows["cryptopunks"]
+    replace_partition(db_path, "nouns", nouns)
+    replace_partition(db_path, "cryptopunks", punks)
+    punks_before = [row for row in table_rows(db_path) if row["collection"] == "cryptopunks"]
+
+    smaller = nouns.slice(0, 40)
+    first = replace_partition(db_path, "nouns", smaller)
+    second = replace_partition(db_path, "nouns", smaller)
+    assert (first.rows, first.updated, first.inserted, first.deleted) == (40, 40, 0, 24)
+    assert (second.rows, second.updated, second.inserted, second.deleted) == (40, 40, 0, 0)
+    rows = table_rows(db_path)
+    assert sorted(row["token_id"] for row in rows if row["collection"] == "nouns") == sorted(
+        smaller["token_id"].to_pylist()
+    )
+    assert [row for row in rows if row["collection"] == "cryptopunks"] == punks_before  # untouched
+    assert len(rows) == 40 + 16
+
+    emptied = replace_partition(db_path, "nouns", nouns.slice(0, 0))
+    assert emptied.deleted == 40 and len(table_rows(db_path)) == 16
+
+
+def test_rows_of_another_model_are_dropped_in_the_same_write(indexed, tmp_path):
+    db_path = tmp_path / "lance"
+    punks = indexed.rows["cryptopunks"]
+    older = punks.set_column(punks.schema.get_field_index("model_run_id"), "model_run_id", pa.array(["old"] * 16))
+    replace_partition(db_path, "cryptopunks", older)
+    written = replace_partition(db_path, "nouns", indexed.rows["nouns"])
+    assert written.deleted == 16  # one embedding space per table: the old model's punks are gone
+    assert {row["collection"] for row in table_rows(db_path)} == {"nouns"}
+
+    # Another vector size (another model family): the table is recreated for the new schema.
+    unit = np.zeros((3, 8), dtype=np.float32)
+    unit[:, 0] = 1.0
+    small = pa.Table.from_pylist(
+        [
+            {
+                **row,
+                VECTOR_COLUMN: vector.tolist(),
+                "model_run_id": "small",
+            }
+            for row, vector in zip(indexed.rows["nouns"].slice(0, 3).drop_columns([VECTOR_COLUMN]).to_pylist(), unit)
+        ],
+        schema=embeddings_schema(8),
+    )
+    assert replace_partition(db_path, "nouns", small).rows == 3
+    assert len(table_rows(db_path)) == 3
+
+
+def test_a_partition_with_bad_rows_is_refused(indexed, tmp_path):
+    nouns = indexed.rows["nouns"]
+    db_path = tmp_path / "lance"
+    with pytest.raises(ValueError, match="collection = 'cryptopunks'"):
+        replace_partition(db_path, "cryptopunks", nouns)
+    with pytest.raises(ValueError, match="duplicate token ids"):
+        replace_partition(db_path, "nouns", pa.concat_tables([nouns.slice(0, 2), nouns.slice(0, 1)]))
+    vectors = pc.list_flatten(nouns[VECTOR_COLUMN]).to_numpy().reshape(len(nouns), -1) * 2.0
+    doubled = nouns.set_column(
+        nouns.schema.get_field_index(VECTOR_COLUMN),
+        VECTOR_COLUMN,
+        pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), vectors.shape[1]),
+    )
+    with pytest.raises(ValueError, match="L2-normalised"):
+        replace_partition(db_path, "nouns", doubled)
+    assert not (db_path / f"{TABLE_NAME}.lance").exists()  # nothing was written
+
+
+def test_partitions_written_concurrently_both_land(indexed, tmp_path):
+    db_path = tmp_path / "lance"
+    replace_partition(db_path, "nouns", indexed.rows["nouns"].slice(0, 1))  # the table exists before the race
+    errors = []
+
+    def write(collection: str) -> None:
+        try:
+            replace_partition(db_path, collection, indexed.rows[collection])
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in ("nouns", "cryptopunks")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    collections = [row["collection"] for row in table_rows(db_path)]
+    assert (collections.count("nouns"), collections.count("cryptopunks")) == (64, 16)
+
+
+def test_collection_and_trait_filters(indexed):
+    search, run = indexed.search, indexed.run
+    only_punks = run(search.text("a Noun with a cone head", k=100, collection="cryptopunks"))
+    assert len(only_punks.hits) == 16 and {hit.collection for hit in only_punks.hits} == {"cryptopunks"}
+
+    female_2 = [e.token_id for e in indexed.punks if {"trait_type": "Type", "value": "Female 2"} in _traits(e)]
+    assert 0 < len(female_2) < 16
+    found = run(search.text("anything", k=100, traits=["type = female 2"]))  # case and spaces do not matter
+    assert sorted(hit.token_id for hit in found.hits) == sorted(female_2)
+    assert all(any(tag["value"] == "Female 2" for tag in hit.tags) for hit in found.hits)
+
+    noun = indexed.nouns[0]
+    head, glasses = (next(tag for tag in noun.caption.tags if tag["trait_type"] == t) for t in ("head", "glasses"))
+    both = run(search.text("x", k=100, traits=[f"head={head['value']}", f"glasses={glasses['value']}"]))
+    assert noun.key in keys(both)
+    for hit in both.hits:
+        pairs = {(tag["trait_type"], tag["value"]) for tag in hit.tags}
+        assert {("head", head["value"]), ("glasses", glasses["value"])} <= pairs
+
+    # Filter values are data, never SQL.
+    assert run(search.text("x", collection="nouns' OR '1'='1")).hits == []
+    assert run(search.text("x", traits=["Type=x' OR '1'='1"])).hits == []
+    with pytest.raises(SearchError, match="TYPE=VALUE"):
+        run(search.text("x", traits=["Female 2"]))
+
+
+def _traits(example: TrainingExample) -> list[dict[str, str]]:
+    return [{"trait_type": tag["trait_type"], "value": tag["value"]} for tag in example.caption.tags]
+
+
+def test_hybrid_puts_the_exact_caption_first(indexed):
+    for example in [*indexed.nouns[:4], *indexed.punks[:4]]:
+        results = indexed.run(indexed.search.text(example.caption.caption, k=10, hybrid=True))
+        assert keys(results)[0] == example.key, (example.caption.caption, keys(results))
+        assert results.mode == "hybrid"
+    by_name = indexed.run(indexed.search.text("cryptopunk #7", k=5, hybrid=True))
+    assert keys(by_name)[0] == ("cryptopunks", "7")
+    # Word matches count in hybrid search only: the punks' captions share words the query has.
+    words = indexed.run(indexed.search.text("Blonde Bob Earring", k=10, hybrid=True))
+    assert any(hit.collection == "cryptopunks" and "Blonde Bob" in hit.caption for hit in words.hits[:3])
+
+
+def test_reciprocal_rank_fusion_adds_one_over_k_plus_rank():
+    a, b, c = ("x", "a"), ("x", "b"), ("x", "c")
+    fused = reciprocal_rank_fusion([[a, b, c], [c, a]], k=60)
+    assert fused == pytest.approx({a: 1 / 61 + 1 / 62, b: 1 / 62, c: 1 / 63 + 1 / 61})
+
+
+def test_similar_to_token_and_to_image(indexed):
+    search, run = indexed.search, indexed.run
+    similar = run(search.similar_to_token("nouns", "5", k=10))
+    assert ("nouns", "5") not in keys(similar) and len(similar.hits) == 10
+    scores = [hit.score for hit in similar.hits]
+    assert scores == sorted(scores, reverse=True)
+    only_punks = run(search.similar_to_token("nouns", "5", k=5, in_collection="cryptopunks"))
+    assert {hit.collection for hit in only_punks.hits} == {"cryptopunks"}
+
+    image = Path(indexed.nouns[5].image_path)
+    from_file = run(search.similar_to_image(image, k=3))
+    from_bytes = run(search.similar_to_image(image.read_bytes(), k=3))
+    assert keys(from_file)[0] == ("nouns", "5") and from_file.hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert keys(from_bytes) == keys(from_file)
+
+    with pytest.raises(UnknownToken, match="nouns/99999 is not in the index"):
+        run(search.similar_to_token("nouns", "99999"))
+    with pytest.raises(SearchError, match="not a readable image"):
+        run(search.similar_to_image(b"not an image"))
+
+
+def test_bad_queries_get_clear_messages(indexed):
+    search, run = indexed.search, indexed.run
+    for empty in ("", "   \n\t"):
+        with pytest.raises(SearchError, match="empty query"):
+            run(search.text(empty))
+    for k in (0, 101):
+        with pytest.raises(SearchError, match="k must be between 1 and 100"):
+            run(search.text("cone", k=k))
+    long_query = " ".join(example.caption.caption for example in indexed.nouns[:4])
+    results = run(search.text(long_query, k=3))
+    assert len(results.hits) == 3
+    assert len(results.notices) == 1 and "first 77" in results.notices[0]
+    assert run(search.text("cone head", k=3)).notices == []
+
+
+def test_missing_index_names_the_asset_to_run(tmp_path, capsys):
+    with pytest.raises(IndexMissing, match="materialize the `nft_index` asset.*make demo"):
+        asyncio.run(NftSearch.open(tmp_path))
+    with pytest.raises(IndexMissing, match="nft_index"):
+        ensure_indexes(lance_path(tmp_path))
+    with pytest.raises(SystemExit) as exit_status:
+        run_cli(["search", "blonde bob", "--data-dir", str(tmp_path)])
+    assert exit_status.value.code == 2
+    assert "nft_index" in capsys.readouterr().err
+
+
+def run_cli(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="nft-pipeline")
+    add_search_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+def test_search_command_prints_a_table(indexed, capsys):
+    run_cli(["search", "--similar-to", "nouns/5", "-k", "3", "--data-dir", str(indexed.data_dir)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rank", "score", "collection", "token_id", "name", "caption"]
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]
+    assert lines[-1].startswith("3 results in")
+
+    run_cli(["search", "anything", "--trait", "Type=Female", "2", "-k", "50", "--data-dir", str(indexed.data_dir)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if "CryptoPunk #" in line]
+    assert rows and all("Female 2" in row for row in rows)
+
+
+def test_indexes_follow_the_table_size(indexed, tmp_path):
+    db_path = lance_path(tmp_path)
+    for collection, rows in indexed.rows.items():
+        replace_partition(db_path, collection, rows)
+    small = ensure_indexes(db_path)  # 80 rows of 32-d: exact search is fast enough, no vector index
+    assert set(small.built) == {"caption", "collection", "traits"} and not small.vector_index
+    assert ensure_indexes(db_path).built == ()  # nothing to build twice
+
+    outgrown = replace(AnnSettings(), max_flat_floats=0, min_index_rows=0)  # as if exact search had become slow
+    with_ann = ensure_indexes(db_path, outgrown)
+    assert with_ann.built == (VECTOR_COLUMN,) and with_ann.vector_index
+
+    async def nearest_to_noun_5():
+        search = await NftSearch.open(tmp_path, settings=outgrown)
+        return await search.similar_to_image(Path(indexed.nouns[5].image_path), k=3)
+
+    results = asyncio.run(nearest_to_noun_5())
+    assert keys(results)[0] == ("nouns", "5")
+    assert results.hits[0].score == pytest.approx(1.0, abs=1e-5)  # PQ candidates re-ranked with exact vectors
