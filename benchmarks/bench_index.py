@@ -1,25 +1,26 @@
-"""Search latency and recall: the IVF-PQ index against exact search, on synthetic and real embeddings.
+"""Search latency and recall: vector indexes against exact search, on synthetic and real embeddings.
 
 Printed as markdown tables (docs/search.md holds the results and the command):
 
 1. exact (flat) search p50 by table size, at the tiny preset's 128 dimensions and CLIP's 512: where
    it crosses the 10 ms budget is where `AnnSettings.needs_index` has the vector index built;
-2. IVF-PQ on 100,000 synthetic 512-d vectors: build time, then p50/p99 latency and recall@10
-   against exact search for a few (nprobes, refine_factor), the chosen one marked. The vectors are
-   clustered like image embeddings: 1,000 Gaussian clusters (collections) around one direction all
-   of them share (CLIP embeddings share one), fixed seed; queries are fresh draws from the clusters;
+2. the vector index on 100,000 synthetic 512-d vectors, IVF-SQ (the default) and IVF-PQ: build
+   time, then p50/p99 latency and recall@10 against exact search for a few (nprobes,
+   refine_factor), the default marked. The vectors are clustered like image embeddings: 1,000
+   Gaussian clusters (collections) around one direction all of them share (CLIP embeddings share
+   one), fixed seed; queries are fresh draws from the clusters;
 3. the same on real embeddings: the tiny preset trained on the bundled CryptoPunks and Nouns, every
    token indexed, queried with caption embeddings;
 4. end to end, `NftSearch.text` (tokenise + text encoder + search) on that real index.
 
 Latency is the async LanceDB call the search API makes, with the columns a hit shows.
 
-    python benchmarks/bench_index.py                                # everything (about 20 min on 2 cores)
+    python benchmarks/bench_index.py                                # everything (about 1 h on 2 shared cores)
     python benchmarks/bench_index.py --synthetic-rows 20000 --punks 1000 --nouns 200 --epochs 1  # a quick look
     python benchmarks/bench_index.py --skip-synthetic --work-dir /tmp/bench-index --screenshot docs/img/search_page.png
 
-`--work-dir` keeps the sample images, the trained model and the index: a second run reuses the
-finished training run (train_clip resumes it). `--screenshot` serves the real index and saves the
+Training the demo model is most of the hour. `--work-dir` keeps the sample images, the trained
+model and the index: a second run reuses the finished training run (train_clip resumes it). `--screenshot` serves the real index and saves the
 search page for a query as headless Chromium renders it.
 """
 
@@ -46,6 +47,7 @@ from nft_pipeline.index import (
     INDEX_INPUT,
     MODELS_DIR,
     TABLE_NAME,
+    VECTOR_COLUMN,
     AnnSettings,
     EmbeddingModel,
     embedding_rows,
@@ -64,7 +66,8 @@ BUDGET_MS = 10.0
 K = 10
 QUERIES = 200
 FLAT_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
-PROBES = ((10, 10), (10, 20), (20, 20), (20, 40), (40, 40))  # (nprobes, refine_factor)
+# (nprobes, refine_factor) tried for each kind of index.
+PROBES = {"ivf_sq": ((5, 2), (10, 1), (10, 2), (20, 2)), "ivf_pq": ((10, 10), (20, 10), (20, 20))}
 SCREENSHOT_QUERY = "female with blonde bob and earring"
 # The tiny preset from scratch (not fine-tuning), hence a higher learning rate than the default; data
 # loaded in-process, as forking DataLoader workers from a process running LanceDB can deadlock them.
@@ -161,38 +164,55 @@ def flat_threshold(work: Path, rng: np.random.Generator) -> None:
         print(f"| {rows:,} | {' | '.join(cells)} |")
 
 
+def drop_vector_index(db_path: Path) -> None:
+    table = lancedb.connect(db_path).open_table(TABLE_NAME)
+    for index in table.list_indices():
+        if index.columns == [VECTOR_COLUMN]:
+            table.drop_index(index.name)
+
+
 def ann_table(
     title: str, db_path: Path, vectors: np.ndarray, queries: np.ndarray, keys: list[str], chosen: AnnSettings
 ) -> None:
-    """Exact search first, then the vector index built and probed with each (nprobes, refine_factor)."""
+    """Exact search, then each kind of vector index built and probed with a few (nprobes, refine_factor)."""
+    drop_vector_index(db_path)
     flat_times, flat_ids = asyncio.run(probe(db_path, queries, chosen))
-    rows = len(vectors)
     started = time.perf_counter()
-    ensure_indexes(db_path, replace(chosen, max_flat_floats=0))
-    seconds = time.perf_counter() - started
-    dim = vectors.shape[1]
+    ensure_indexes(db_path, replace(chosen, max_flat_floats=10**15))  # the caption and scalar indexes only
+    other_seconds = time.perf_counter() - started
     print(f"\n### {title}\n")
     print(
-        f"Index build (IVF-PQ: {chosen.num_partitions(rows)} partitions, {chosen.num_sub_vectors(dim)} sub-vectors; "
-        f"with the caption full-text and scalar indexes): {seconds:.0f} s. {len(queries)} queries, k = {K}.\n"
+        f"{len(queries)} queries, k = {K}, returning the columns a hit shows; {chosen.num_partitions(len(vectors))} IVF "
+        f"partitions; caption full-text + scalar indexes built in {other_seconds:.1f} s.\n"
     )
-    print("| search | nprobes | refine_factor | p50 ms | p99 ms | recall@10 |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| search | build s | nprobes | refine_factor | p50 ms | p99 ms | recall@10 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     p50, p99 = p50_p99(flat_times)
-    print(f"| exact (no index) | - | - | {p50:.1f} | {p99:.1f} | {recall_at_k(flat_ids, vectors, queries, keys):.3f} |")
-    for nprobes, refine_factor in PROBES:
-        settings = replace(chosen, nprobes=nprobes, refine_factor=refine_factor)
-        times, ids = asyncio.run(probe(db_path, queries, settings))
-        p50, p99 = p50_p99(times)
-        name = "IVF-PQ **(chosen)**" if settings == chosen else "IVF-PQ"
-        recall = recall_at_k(ids, vectors, queries, keys)
-        print(f"| {name} | {nprobes} | {refine_factor} | {p50:.1f} | {p99:.1f} | {recall:.3f} |")
+    recall = recall_at_k(flat_ids, vectors, queries, keys)
+    print(f"| exact (no index) | - | - | - | {p50:.1f} | {p99:.1f} | {recall:.3f} |")
+    for kind, probes in PROBES.items():
+        drop_vector_index(db_path)
+        started = time.perf_counter()
+        ensure_indexes(db_path, replace(chosen, kind=kind, max_flat_floats=0))
+        build_seconds = time.perf_counter() - started
+        for nprobes, refine_factor in probes:
+            settings = replace(chosen, kind=kind, nprobes=nprobes, refine_factor=refine_factor)
+            times, ids = asyncio.run(probe(db_path, queries, settings))
+            p50, p99 = p50_p99(times)
+            name = f"{kind} **(default)**" if settings == chosen else kind
+            recall = recall_at_k(ids, vectors, queries, keys)
+            print(
+                f"| {name} | {build_seconds:.0f} | {nprobes} | {refine_factor} | {p50:.1f} | {p99:.1f} | {recall:.3f} |"
+            )
+    drop_vector_index(db_path)
+    ensure_indexes(db_path, chosen)  # leave the default index for the end-to-end measurement
 
 
 def synthetic(work: Path, rows: int, rng: np.random.Generator, settings: AnnSettings) -> None:
     clusters = Clusters.random(1_000, 512, rng)
     vectors, membership = clusters.draw(rows, rng)
     db_path = work / "synthetic"
+    shutil.rmtree(db_path, ignore_errors=True)
     replace_partition(db_path, "synthetic", synthetic_rows(vectors, membership))
     title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
     ann_table(

@@ -65,7 +65,7 @@ MAX_QUERY_CHARS = 1_000
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 RRF_K = 60  # the constant of Cormack et al.; damps the difference between the first few ranks
 HYBRID_CANDIDATES = 50  # per ranking; fusion reorders these, so a deep second page is not needed
-HIT_COLUMNS = ["collection", "token_id", "name", "caption", "tags", "png_path"]
+HIT_COLUMNS = ["collection", "token_id", "name", "caption", "tags"]  # what a hit shows; each column costs
 
 TokenKey = tuple[str, str]
 
@@ -88,13 +88,9 @@ class SearchHit:
     name: str | None
     caption: str
     tags: list[CaptionTag]
-    png_path: str
 
     def to_json(self) -> dict[str, Any]:
-        """The hit for clients; the server's file path stays on the server."""
-        values = asdict(self)
-        del values["png_path"]
-        return values
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -203,9 +199,12 @@ class NftSearch:
                 f"{model.model_dir} is model {model.run_id}, but the index holds embeddings of model {run_id}: "
                 "their scores would mean nothing. Leave out --model-dir, or re-index with this model."
             )
-        has_text_index = any(index.columns == [CAPTION_COLUMN] for index in await table.list_indices())
-        search = cls(table, model, has_text_index, settings)
-        await search.text("warm up")  # the first pass through the model and the index costs 10x a later one
+        indexes = await table.list_indices()
+        for index in indexes:
+            # Loaded now rather than partition by partition by the first queries (30-45 ms each, not 10).
+            await table.prewarm_index(index.name)
+        search = cls(table, model, any(index.columns == [CAPTION_COLUMN] for index in indexes), settings)
+        await search.text("warm up")  # the first pass through the model costs a few times a later one
         return search
 
     async def text(
@@ -278,6 +277,11 @@ class NftSearch:
         """One indexed token (score 1: it is its own best match), or None."""
         rows = await self._token_rows(collection, token_id, HIT_COLUMNS)
         return _hit(0, 1.0, 1.0, rows[0]) if rows else None
+
+    async def png_path(self, collection: str, token_id: str) -> str | None:
+        """The standardized PNG the index records for a token (as written: absolute or data-dir relative)."""
+        rows = await self._token_rows(collection, token_id, ["png_path"])
+        return rows[0]["png_path"] if rows else None
 
     async def collections(self) -> list[dict[str, Any]]:
         """Every indexed collection with its token count, largest first."""

@@ -344,6 +344,15 @@ def test_indexes_follow_the_table_size(indexed, tmp_path):
     with_ann = ensure_indexes(db_path, outgrown)
     assert with_ann.built == (VECTOR_COLUMN,) and with_ann.vector_index
 
+    # New rows: folded into the caption and scalar indexes, the vector index rebuilt over them.
+    replace_partition(db_path, "nouns", indexed.rows["nouns"].slice(0, 60))
+    replace_partition(db_path, "nouns", indexed.rows["nouns"])
+    assert ensure_indexes(db_path, outgrown).built == (VECTOR_COLUMN,)
+    table = lancedb.connect(db_path).open_table(TABLE_NAME)
+    assert {index.columns[0]: index.num_unindexed_rows for index in table.list_indices()} == {
+        column: 0 for column in ("caption", "collection", "traits", VECTOR_COLUMN)
+    }
+
     async def nearest_to_noun_5():
         search = await NftSearch.open(tmp_path, settings=outgrown)
         return await search.similar_to_image(Path(indexed.nouns[5].image_path), k=3)

@@ -106,9 +106,9 @@ async def api_token(request: web.Request) -> web.Response:
 
 
 async def image(request: web.Request) -> web.FileResponse:
-    hit = await request.app[SEARCH].token(request.match_info["collection"], request.match_info["token_id"])
+    png_path = await request.app[SEARCH].png_path(request.match_info["collection"], request.match_info["token_id"])
     root = request.app[IMAGES_ROOT]
-    path = contained_file(root.parent / hit.png_path, root) if hit else None
+    path = contained_file(root.parent / png_path, root) if png_path else None
     if path is None:
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
