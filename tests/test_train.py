@@ -30,7 +30,7 @@ from nft_pipeline.train import (
 from nft_pipeline.train.data import Split
 from nft_pipeline.train.model import build_tiny_clip, image_embeddings, text_embeddings
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
-from nft_pipeline.train.tokenizer import train_clip_tokenizer
+from nft_pipeline.train.tokenizer import learn_merges, train_clip_tokenizer, word_counts
 
 # Small enough for a few seconds per run on two shared cores.
 TINY = TrainConfig(
@@ -64,6 +64,13 @@ def nouns(tmp_path_factory):
 
 def state_dict_of(model_dir: Path) -> dict[str, torch.Tensor]:
     return CLIPModel.from_pretrained(model_dir).state_dict()
+
+
+def test_tied_merges_go_to_the_smaller_pair_on_every_call():
+    # "ge" and "gb" are equally frequent: a hash-ordered tie-break gave alternating vocabularies.
+    vocabularies = {tuple(sorted(train_clip_tokenizer(["ge gb", "gb ge"] * 3, 600).get_vocab().items())) for _ in range(4)}
+    assert len(vocabularies) == 1
+    assert learn_merges(word_counts(["ge gb", "gb ge"]), 10) == [("g", "b</w>"), ("g", "e</w>")]
 
 
 def test_tokenizer_is_deterministic_and_never_falls_back_to_unknown():
