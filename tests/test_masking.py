@@ -42,6 +42,11 @@ def visible_tags(prepared: PreparedImage) -> list[int]:
     return [index for index, mask in enumerate(prepared.tag_masks) if mask.any()]
 
 
+def mask(example, image: PreparedImage, settings: MaskingSettings, rng: np.random.Generator):
+    """`apply_masking` on a prepared image and its example's caption."""
+    return apply_masking(image.rgb, image.tag_masks, image.background_rgb, example.caption, settings, rng)
+
+
 def test_prepared_masks_are_the_any_coverage_of_the_full_size_component(nouns):
     examples, components, prepared = nouns
     example, image = examples[0], prepared[0]
@@ -63,14 +68,7 @@ def test_one_mode_masks_one_tag_its_phrase_and_exactly_its_pixels(nouns, fill):
     examples, _, prepared = nouns
     settings = MaskingSettings(mode="one", probability=1.0, fill=fill)
     for example_index, (example, image) in enumerate(zip(examples, prepared)):
-        masked = apply_masking(
-            image.rgb,
-            image.tag_masks,
-            image.background_rgb,
-            example.caption,
-            settings,
-            masking_rng(0, 0, example_index),
-        )
+        masked = mask(example, image, settings, masking_rng(0, 0, example_index))
         assert len(masked.masked_tags) == 1
         (tag_index,) = masked.masked_tags
         tag = example.caption.tags[tag_index]
@@ -93,9 +91,7 @@ def test_each_mode_with_certainty_masks_every_visible_tag(nouns):
     examples, _, prepared = nouns
     example, image = examples[1], prepared[1]
     settings = MaskingSettings(mode="each", probability=1.0, fill="background")
-    masked = apply_masking(
-        image.rgb, image.tag_masks, image.background_rgb, example.caption, settings, masking_rng(0, 0, 1)
-    )
+    masked = mask(example, image, settings, masking_rng(0, 0, 1))
     visible = visible_tags(image)
     assert masked.masked_tags == tuple(visible) and len(visible) >= 2
     assert masked.text == remove_tag(example.caption, [example.caption.tags[i] for i in visible])
@@ -109,14 +105,7 @@ def test_probability_zero_masks_nothing(nouns, mode):
     examples, _, prepared = nouns
     settings = MaskingSettings(mode=mode, probability=0.0, fill="noise")
     for example_index, (example, image) in enumerate(zip(examples, prepared)):
-        masked = apply_masking(
-            image.rgb,
-            image.tag_masks,
-            image.background_rgb,
-            example.caption,
-            settings,
-            masking_rng(0, 3, example_index),
-        )
+        masked = mask(example, image, settings, masking_rng(0, 3, example_index))
         assert masked.masked_tags == ()
         assert masked.text == example.caption.caption
         assert np.array_equal(masked.rgb, image.rgb)
@@ -128,14 +117,7 @@ def test_tags_without_a_visible_component_are_never_masked(tmp_path):
     for index, source in enumerate(image_sources(examples)):
         image = prepare_image(source, components, PREPROCESSING, WHITE)
         assert image.tag_masks.shape == (len(examples[index].caption.tags), SIZE, SIZE)
-        masked = apply_masking(
-            image.rgb,
-            image.tag_masks,
-            image.background_rgb,
-            examples[index].caption,
-            settings,
-            masking_rng(0, 0, index),
-        )
+        masked = mask(examples[index], image, settings, masking_rng(0, 0, index))
         assert masked.masked_tags == () and masked.text == examples[index].caption.caption
 
 
