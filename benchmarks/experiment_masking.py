@@ -6,7 +6,7 @@ test split for p in {0, 0.3, 0.5, 0.7} with mode `one` (the paper's text) and p=
 `each` (the paper's code). p=0 is plain fine-tuning. Reads the pipeline's tables from a data
 directory that `make demo` filled (standardized_images, captions and components of cryptopunks).
 
-    python benchmarks/experiment_masking.py --data-dir data --epochs 4
+    python benchmarks/experiment_masking.py --data-dir data --epochs 6 --max-examples 4000
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from nft_pipeline import schemas
+from nft_pipeline.cvi_report import sample_pairs
 from nft_pipeline.storage import DataLayout, read_table
 from nft_pipeline.train.config import TrainConfig
 from nft_pipeline.train.loop import train_clip
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-examples", type=int, default=None, help="a fixed-seed sample of this many pairs")
     parser.add_argument("--out", type=Path, default=None, help="run directories (default: <data-dir>/experiments/masking)")
     args = parser.parse_args()
     layout = DataLayout(args.data_dir.resolve())
@@ -41,6 +43,7 @@ def main() -> None:
         read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES),
         read_table(layout.partition_path("captions", slug), schemas.CAPTIONS),
     )
+    examples = sample_pairs(examples, args.max_examples, args.seed)
     components = component_lookup(read_table(layout.partition_path("components", slug), schemas.COMPONENTS))
     out = args.out or layout.root / "experiments" / "masking"
     results = []
