@@ -49,11 +49,12 @@ from PIL import Image
 
 from nft_pipeline.captions import CAPTION_TAG, CaptionTag
 from nft_pipeline.train.config import TrainConfig
-from nft_pipeline.train.data import TrainingExample
+from nft_pipeline.train.data import TrainingExample, pixel_values
 from nft_pipeline.train.distributed import weights_digest
 from nft_pipeline.train.loop import RUN_FILE, TrainingRun
 from nft_pipeline.train.model import ClipBundle, ImagePreprocessing, image_embeddings, load_clip, text_embeddings
-from nft_pipeline.train.prepared import _resize_and_crop, composite_over
+from nft_pipeline.train.prepared import composite_over, resize_and_crop
+from nft_pipeline.train.tables import training_examples
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +133,7 @@ def model_input_rgb(
     image: Image.Image, preprocessing: ImagePreprocessing, matte_rgb: tuple[int, int, int]
 ) -> np.ndarray:
     """The S x S x 3 pixels the model saw in training for this image (see train/prepared.py)."""
-    return np.asarray(_resize_and_crop(composite_over(image.convert("RGBA"), matte_rgb), preprocessing))
-
-
-def pixel_values(rgb: np.ndarray, preprocessing: ImagePreprocessing) -> torch.Tensor:
-    """N x S x S x 3 uint8 to the model's normalised N x 3 x S x S input, as the training collator does."""
-    mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
-    std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
-    return (torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    return np.asarray(resize_and_crop(composite_over(image.convert("RGBA"), matte_rgb), preprocessing))
 
 
 def _model_input(image: Path | Image.Image, preprocessing: ImagePreprocessing, matte_rgb) -> np.ndarray:
@@ -257,6 +251,12 @@ def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
     )
 
 
+def index_inputs(images: pa.Table, captions: pa.Table) -> pa.Table:
+    """Index inputs for a partition's `standardized_images` and `captions` tables: every token with an
+    ok image and a caption, joined the way training joins them (so the index holds what was trained on)."""
+    return index_inputs_from_examples(training_examples(images, captions))
+
+
 def embedding_rows(model: EmbeddingModel, tokens: pa.Table, batch_size: int = 64, decode_threads: int = 2) -> pa.Table:
     """Table rows for `tokens` (INDEX_INPUT columns): their image embeddings, trait keys and model."""
     tokens = tokens.select(INDEX_INPUT.names).cast(INDEX_INPUT)
@@ -318,6 +318,12 @@ def open_table(db_path: Path) -> lancedb.table.Table:
     if table is None:
         raise IndexMissing(Path(db_path))
     return table
+
+
+def partition_row_count(db_path: Path, collection: str) -> int:
+    """Rows the table holds for `collection` (0 when there is no table yet), counted in the table itself."""
+    table = _existing_table(lancedb.connect(db_path))
+    return table.count_rows(f"collection = {sql_literal(collection)}") if table is not None else 0
 
 
 def replace_partition(db_path: Path, collection: str, rows: pa.Table) -> PartitionWrite:

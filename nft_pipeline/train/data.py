@@ -206,17 +206,26 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return ((self.epoch, index) for index in self.indices)
 
 
+def pixel_values(rgb: np.ndarray, preprocessing: ImagePreprocessing) -> torch.Tensor:
+    """N x S x S x 3 uint8 pixels to the model's normalised N x 3 x S x S input.
+
+    The one definition that training batches and the search index (index.py) share, so the
+    index feeds the model the same numbers it learnt from.
+    """
+    mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
+    return (torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+
+
 class PairCollator:
     """Stacks samples into model inputs: normalised pixels, and the captions tokenized as one batch."""
 
     def __init__(self, tokenizer: object, context_length: int, preprocessing: ImagePreprocessing):
         self.tokenizer = tokenizer
         self.context_length = context_length
-        self.mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
+        self.preprocessing = preprocessing
 
     def __call__(self, samples: list[PairSample]) -> dict[str, torch.Tensor]:
-        pixels = torch.from_numpy(np.stack([sample.rgb for sample in samples])).permute(0, 3, 1, 2)
         tokens = self.tokenizer(
             [sample.text for sample in samples],
             padding=True,
@@ -225,7 +234,7 @@ class PairCollator:
             return_tensors="pt",
         )
         return {
-            "pixel_values": (pixels.float() / 255.0 - self.mean) / self.std,
+            "pixel_values": pixel_values(np.stack([sample.rgb for sample in samples]), self.preprocessing),
             "input_ids": tokens["input_ids"],
             "attention_mask": tokens["attention_mask"],
             "indices": torch.tensor([sample.index for sample in samples]),

@@ -66,7 +66,9 @@ def border_mode_colour(rgb: np.ndarray) -> np.ndarray:
     return np.array([(winner >> 16) & 255, (winner >> 8) & 255, winner & 255], dtype=np.uint8)
 
 
-def _resize_and_crop(image: Image.Image, preprocessing: ImagePreprocessing) -> Image.Image:
+def resize_and_crop(image: Image.Image, preprocessing: ImagePreprocessing) -> Image.Image:
+    """CLIP's geometry with box resampling (see the module docstring): the one definition that
+    training and indexing (index.py) share, so an indexed image is cut exactly as a trained one."""
     width, height = image.size
     scale = preprocessing.shortest_edge / min(width, height)
     resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
@@ -96,10 +98,10 @@ def prepare_image(
             continue  # no component, or one drawn for another canvas size: nothing of it can be located
         full_mask = token_component_mask(component[0], component[1], rgba)
         if full_mask.any():
-            coverage = _resize_and_crop(Image.fromarray(full_mask.astype(np.float32)), preprocessing)
+            coverage = resize_and_crop(Image.fromarray(full_mask.astype(np.float32)), preprocessing)
             tag_masks[index] = np.asarray(coverage) > 0
     return PreparedImage(
-        rgb=np.asarray(_resize_and_crop(rgb_image, preprocessing)),
+        rgb=np.asarray(resize_and_crop(rgb_image, preprocessing)),
         tag_masks=tag_masks,
         background_rgb=border_mode_colour(np.asarray(rgb_image)),
     )
