@@ -5,17 +5,32 @@ import json
 
 import dagster as dg
 
+from assets.checks import check_result, check_spec
 from assets.images import components, standardized_images
 from assets.partitions import collection_partitions
 from assets.table_metadata import image_markdown
 from assets.text import captions
 from nft_pipeline import schemas
 from nft_pipeline.cvi_report import sample_pairs
+from nft_pipeline.quality import all_finite, row_counts_match
+from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table
 from nft_pipeline.train.config import TINY_PRESET, TrainConfig
 from nft_pipeline.train.loop import run_identity, train_clip
 from nft_pipeline.train.tables import TRAINING_EPOCHS, TRAINING_RUNS, component_lookup, run_rows, training_examples
 from resources import DataDirResource
+
+# Blocking: a broken model would poison what is built from it (the search index, the CVI report).
+RUN_FINISHED = check_spec(
+    "clip_model", "run_finished", "Every configured epoch was trained (a training_epochs row each) and the model saved."
+)
+LOSSES_FINITE = check_spec(
+    "clip_model", "losses_finite", "Every epoch's training loss, and validation loss when there is a validation split, is finite."
+)
+FINE_TUNED_METRICS = check_spec(
+    "clip_model", "fine_tuned_metrics_present", "The fine-tuned model's text-to-image R@1/5/10 on the test split are finite."
+)
+FINE_TUNED_COLUMNS = ["fine_tuned_t2i_r1", "fine_tuned_t2i_r5", "fine_tuned_t2i_r10"]
 
 
 class ClipModelConfig(dg.Config):
@@ -80,6 +95,7 @@ GPU_K8S_CONFIG = {
     group_name="model",
     kinds={"pytorch", "parquet"},
     deps=[standardized_images, captions, components],
+    check_specs=[RUN_FINISHED, LOSSES_FINITE, FINE_TUNED_METRICS],
     pool="training",
     op_tags=GPU_K8S_CONFIG,
 )
@@ -108,9 +124,9 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
     metric_rows = [
         {"model": name, **{k: round(v, 4) for k, v in result["global"]["text_to_image"].items()}}
         for name, result in (("zero-shot", run.zero_shot), ("fine-tuned", run.fine_tuned))
+        if result  # no fine-tuned metrics for an unfinished run: the checks below say so
     ]
-    table = "| model | " + " | ".join(f"t2i {k}" for k in metric_rows[0] if k != "model") + " |\n|---|---|---|---|\n"
-    table += "\n".join("| " + " | ".join(str(v) for v in row.values()) + " |" for row in metric_rows)
+    losses = ["train_loss", "val_loss"] if run.split.val else ["train_loss"]
     return dg.MaterializeResult(
         metadata={
             "run_id": run.run_id,
@@ -119,9 +135,14 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
             "epochs": run.epochs,
             "steps": run.steps,
             "samples_per_second": dg.MetadataValue.float(round(run.samples_per_second, 1)),
-            "retrieval": dg.MetadataValue.md(table),
+            "retrieval": dg.MetadataValue.md(markdown_table(metric_rows)),
             "split": dg.MetadataValue.json({k: len(v) for k, v in run.split.to_dict().items() if isinstance(v, list)}),
             "masking": dg.MetadataValue.json(json.loads(json.dumps(run.masking.to_dict()))),
             "loss_curve": image_markdown(_loss_curve(run.epoch_metrics), "loss per epoch"),
-        }
+        },
+        check_results=[
+            check_result(RUN_FINISHED, row_counts_match(epoch_table.num_rows, train_config.epochs)),
+            check_result(LOSSES_FINITE, all_finite(epoch_table, losses)),
+            check_result(FINE_TUNED_METRICS, all_finite(run_table, FINE_TUNED_COLUMNS)),
+        ],
     )

@@ -1,4 +1,4 @@
-"""The `nft-pipeline` command: run the sample gateway, or the whole pipeline on the samples."""
+"""The `nft-pipeline` command: run the sample gateway or the whole pipeline on the samples, and search the result."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from nft_pipeline.reporting import text_table
 from nft_pipeline.storage import DataLayout, default_data_dir
+from nft_pipeline.web import add_search_commands
 
 DEMO_SUMMARY_SQL = """
 WITH t AS (
@@ -61,6 +62,7 @@ def _demo(args: argparse.Namespace) -> None:
     print(f"\nmaterialized {len(partitions)} collection(s) in {time.perf_counter() - started:.1f} s\n")
     print(text_table(layout.query(DEMO_SUMMARY_SQL).to_pylist()))
     print("\n" + text_table(layout.query(DEMO_MODEL_SQL).to_pylist()))
+    print('\nsearch it: nft-pipeline search "female with blonde bob" -k 10, or nft-pipeline serve for the web page')
 
 
 def _download(args: argparse.Namespace) -> None:
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--collection", action="append", help="only these partitions (default: all)")
     demo.add_argument("--nouns", type=int, default=None, help="Nouns supply (default: the gateway's)")
     demo.set_defaults(run=_demo)
+
+    add_search_commands(commands)
     return parser
 
 

@@ -7,7 +7,6 @@ as a second collection). Everything else here does not depend on how good the mo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
@@ -22,6 +21,7 @@ import pyarrow.compute as pc
 import pytest
 import torch
 
+from nft_pipeline.cli import main as run_cli
 from nft_pipeline.index import (
     TABLE_NAME,
     VECTOR_COLUMN,
@@ -37,8 +37,10 @@ from nft_pipeline.index import (
 )
 from nft_pipeline.search import NftSearch, SearchError, UnknownToken, reciprocal_rank_fusion
 from nft_pipeline.train import TrainConfig, TrainingExample, train_clip
+from nft_pipeline.train.data import PairCollator, PairSample, image_sources
+from nft_pipeline.train.model import image_embeddings
+from nft_pipeline.train.prepared import prepare_image
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
-from nft_pipeline.web import add_search_commands
 
 TRAIN = TrainConfig(
     tiny_image_size=32,
@@ -110,6 +112,20 @@ def test_each_caption_finds_its_own_token(indexed):
     in_top_10 = [rank for rank in ranks if rank is not None]
     assert len(in_top_10) >= 0.9 * len(ranks), ranks  # chance: 10 of 80
     assert sum(rank == 1 for rank in in_top_10) >= 0.5 * len(ranks), ranks  # chance: 1 of 80
+
+
+def test_indexed_vectors_are_what_the_training_batches_embed_to(indexed):
+    """Index and training share the pixel preparation (resize_and_crop, pixel_values): same image, same vector."""
+    model = indexed.model
+    preprocessing = model.bundle.preprocessing
+    sources = image_sources(indexed.nouns[:8])
+    prepared = [prepare_image(source, {}, preprocessing, model.matte_rgb) for source in sources]
+    collator = PairCollator(model.bundle.tokenizer, model.context_length, preprocessing)
+    batch = collator([PairSample(p.rgb, "", index, ()) for index, p in enumerate(prepared)])
+    with torch.inference_mode():
+        trained = torch.nn.functional.normalize(image_embeddings(model.bundle.model, batch["pixel_values"]), dim=-1)
+    indexed_vectors = indexed.rows["nouns"][VECTOR_COLUMN].to_pylist()[:8]
+    np.testing.assert_allclose(np.asarray(indexed_vectors), trained.numpy(), atol=1e-5)
 
 
 def test_scores_are_exact_cosine_similarities(indexed):
@@ -311,13 +327,6 @@ def test_missing_index_names_the_asset_to_run(tmp_path, capsys):
         run_cli(["search", "blonde bob", "--data-dir", str(tmp_path)])
     assert exit_status.value.code == 2
     assert "nft_index" in capsys.readouterr().err
-
-
-def run_cli(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="nft-pipeline")
-    add_search_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.run(args)
 
 
 def test_search_command_prints_a_table(indexed, capsys):

@@ -1,0 +1,106 @@
+"""The `nft_index` asset: each collection's images embedded by the trained CLIP, searchable in LanceDB.
+
+Per collection partition, like the stages it reads, because a partition's rows can then be
+replaced on their own (`replace_partition`) when its images change. It follows `clip_model`
+rather than the daily refresh: embeddings only mean something next to the model that made them,
+so the index is rebuilt for every partition after a new model (ARCHITECTURE.md, "Refresh").
+"""
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from assets.checks import check_result, check_spec
+from assets.images import standardized_images
+from assets.model import clip_model
+from assets.partitions import collection_partitions
+from assets.table_metadata import table_metadata
+from assets.text import captions
+from nft_pipeline import schemas
+from nft_pipeline.index import (
+    TABLE_NAME,
+    VECTOR_COLUMN,
+    EmbeddingModel,
+    embedding_rows,
+    ensure_indexes,
+    index_inputs,
+    lance_path,
+    partition_row_count,
+    replace_partition,
+)
+from nft_pipeline.quality import row_counts_match
+from nft_pipeline.reporting import markdown_preview
+from nft_pipeline.storage import read_table
+from resources import DataDirResource
+
+INDEX_ROWS_EQUAL_IMAGES = check_spec(
+    "nft_index",
+    "index_rows_equal_images",
+    "The collection's rows in the LanceDB table equal its standardized images with status ok "
+    "(a shortfall is a token search cannot find).",
+)
+
+
+class NftIndexConfig(dg.Config):
+    """Which model embeds the images, and how many at a time."""
+
+    model_dir: str = ""  # empty: the model of the latest `clip_model` materialization
+    batch_size: int = 64
+    decode_threads: int = 2
+
+
+def _model_dir(context: dg.AssetExecutionContext, config: NftIndexConfig) -> str:
+    """The configured model, else the one `clip_model` last recorded in its materialization metadata."""
+    if config.model_dir:
+        return config.model_dir
+    event = context.instance.get_latest_materialization_event(clip_model.key)
+    recorded = event.asset_materialization.metadata.get("model_dir") if event and event.asset_materialization else None
+    if recorded is None:
+        raise dg.Failure("no trained model: materialize `clip_model` before `nft_index`")
+    return recorded.value
+
+
+@dg.asset(
+    group_name="search",
+    kinds={"lancedb", "pytorch"},
+    partitions_def=collection_partitions,
+    deps=[clip_model, standardized_images, captions],
+    check_specs=[INDEX_ROWS_EQUAL_IMAGES],
+    pool="search_index",  # one index writer at a time: index builds commit like writes (see ensure_indexes)
+)
+def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
+    """Replaces the collection's rows of `nft_embeddings` with its images embedded by the trained model, then indexes."""
+    layout = data_dir.layout()
+    slug = context.partition_key
+    model_dir = _model_dir(context, config)
+    try:
+        model = EmbeddingModel.load(model_dir)  # once per run: a run is one partition
+    except OSError as error:
+        raise dg.Failure(f"cannot load the model at {model_dir} ({error}): materialize `clip_model` again") from error
+    images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
+    inputs = index_inputs(images, read_table(layout.partition_path("captions", slug), schemas.CAPTIONS))
+    rows = embedding_rows(model, inputs, config.batch_size, config.decode_threads)
+    db_path = lance_path(layout.root)
+    write = replace_partition(db_path, slug, rows)
+    state = ensure_indexes(db_path)  # the ANN index only once exact search would be too slow
+    ok_images = pc.sum(pc.equal(images["status"], "ok")).as_py() or 0
+    if not ok_images:
+        context.log.warning(f"{slug}: no standardized image with status ok ({images.num_rows} rows): nothing to index")
+    metadata = table_metadata(
+        rows,
+        db_path / f"{TABLE_NAME}.lance",
+        model_run_id=model.run_id,
+        model_dir=dg.MetadataValue.path(str(model.model_dir)),
+        ok_images=ok_images,
+        inserted=write.inserted,
+        updated=write.updated,
+        deleted=write.deleted,
+        table_version=write.version,
+        rows_in_table=state.rows,
+        vector_index=state.vector_index,
+        indexes_built=dg.MetadataValue.json(list(state.built)),
+    )
+    metadata["preview"] = dg.MetadataValue.md(markdown_preview(rows, skip=(VECTOR_COLUMN, "tags", "model_dir")))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[check_result(INDEX_ROWS_EQUAL_IMAGES, row_counts_match(partition_row_count(db_path, slug), ok_images))],
+    )
