@@ -12,9 +12,11 @@ from assets.text import captions
 from nft_pipeline import schemas
 from nft_pipeline.components import ComponentConfig, contact_sheet
 from nft_pipeline.components.stage import collection_components
+from nft_pipeline.location import total_bytes
 from nft_pipeline.quality import ok_rows_have_width, values_within
 from nft_pipeline.standardize import StandardizeSettings, collection_flags
 from nft_pipeline.standardize import contact_sheet as image_contact_sheet
+from nft_pipeline.standardize.pool import collection_dir
 from nft_pipeline.standardize.stage import standardize_collection
 from nft_pipeline.storage import read_table, write_table
 from resources import DataDirResource
@@ -57,7 +59,7 @@ def standardized_images(
     path = layout.partition_path("standardized_images", slug)
     raw = read_table(layout.partition_path("raw_media", slug), schemas.RAW_MEDIA)
     table, report = standardize_collection(
-        slug, raw, read_table(path, schemas.STANDARDIZED_IMAGES), layout.blobs, layout.root / "images",
+        slug, raw, read_table(path, schemas.STANDARDIZED_IMAGES), layout.blobs, layout.images_dir,
         config.settings(), workers=config.workers,
     )
     write_table(table, path, schemas.STANDARDIZED_IMAGES)
@@ -66,7 +68,7 @@ def standardized_images(
     flags = collection_flags(table.column("png_sha256").to_pylist(), n_attributes)
     ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     source_bytes = sum(r["bytes"] for r in raw.to_pylist() if r["status"] == "ok" and r["role"] == "image")
-    png_bytes = sum(layout.root.joinpath(r["png_path"]).stat().st_size for r in ok if r["png_path"])
+    png_bytes = total_bytes(collection_dir(layout.images_dir, slug))
     return dg.MaterializeResult(
         metadata=table_metadata(
             table,
@@ -79,7 +81,7 @@ def standardized_images(
             source_bytes=source_bytes,
             png_bytes=png_bytes,
             collection_flags=dg.MetadataValue.json(flags),
-            contact_sheet=image_markdown(image_contact_sheet([r["png_path"] for r in ok[:48]]), f"{slug} sample"),
+            contact_sheet=image_markdown(image_contact_sheet([layout.file(r["png_path"]) for r in ok[:48]]), f"{slug} sample"),
         ),
         check_results=[check_result(EXPECTED_WIDTH, ok_rows_have_width(table, config.width))],
     )
@@ -113,6 +115,7 @@ def components(context: dg.AssetExecutionContext, config: ComponentsConfig, data
         read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES),
         read_table(layout.partition_path("captions", slug), schemas.CAPTIONS),
         separation,
+        layout.file,
     )
     path = write_table(table, layout.partition_path("components", slug), schemas.COMPONENTS)
     statuses = Counter(table.column("status").to_pylist())

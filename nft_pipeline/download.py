@@ -3,7 +3,8 @@
 The hostile part of the pipeline: every body is fetched through the `GuardedHttpClient` (limits,
 timeouts, retries, byte caps, address checks), streamed to a staging file, sniffed from its magic
 bytes (the declared Content-Type is recorded, never trusted) and moved into `blobs/` under its
-sha256, so identical media are stored once.
+sha256, so identical media are stored once. The blob store may be on object storage; staging
+files and the journal are always on local disk.
 
 Incremental and resumable: a (token, role, url) already stored is not fetched again; each finished
 row is appended to a journal as it completes, so a run killed half-way and restarted fetches only
@@ -265,7 +266,7 @@ class MediaDownloader:
         journals = [self.journal.with_name(f"{self.journal.stem}.{i}.jsonl") for i in range(processes)]
         with ProcessPoolExecutor(processes, mp_context=context, initializer=_share_counter, initargs=(done,)) as pool:
             futures = [
-                pool.submit(_fetch_shard, self.blobs.root, journal, self.settings, limits, shard)
+                pool.submit(_fetch_shard, self.blobs, journal, self.settings, limits, shard)
                 for journal, shard in zip(journals, shards)
             ]
             while not all(f.done() for f in futures):
@@ -315,10 +316,10 @@ def _share_counter(counter: Synchronized) -> None:
 
 
 def _fetch_shard(
-    blob_root: Path, journal: Path, settings: DownloadSettings, limits: HttpLimits, jobs: list[MediaJob]
+    blobs: BlobStore, journal: Path, settings: DownloadSettings, limits: HttpLimits, jobs: list[MediaJob]
 ) -> list[MediaRow]:
     """One process's share of a download (runs in a child process)."""
-    downloader = MediaDownloader(BlobStore(blob_root), journal, settings)
+    downloader = MediaDownloader(blobs, journal, settings)
     reported = 0
 
     def progress(n: int) -> None:

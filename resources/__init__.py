@@ -10,25 +10,42 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from nft_pipeline.catalog import CatalogEntry, load_catalog
 from nft_pipeline.http_client import HttpLimits, gateway_limits
+from nft_pipeline.location import data_location
 from nft_pipeline.source import SourceEndpoint
-from nft_pipeline.storage import DataLayout, default_data_dir
+from nft_pipeline.storage import DataLayout, default_data_root
 
 GATEWAY_URL_ENV = "NFT_PIPELINE_GATEWAY_URL"
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8765"
 
 
 class DataDirResource(dg.ConfigurableResource):
-    """The data directory holding tables and blobs (`$NFT_PIPELINE_DATA`, default ./data)."""
+    """The data root holding tables, blobs and standardized images (`$NFT_PIPELINE_DATA`, default ./data).
+
+    `path` is a directory or an fsspec URL (`s3://bucket/prefix`). `storage_options` go to the
+    fsspec filesystem as they are (e.g. `endpoint_url` of an S3-compatible store);
+    `storage_options_env` maps an option to the environment variable it is read from when the
+    run starts (e.g. `{"key": "S3_ACCESS_KEY_ID", "secret": "S3_SECRET_ACCESS_KEY"}`), so secrets
+    stay out of run config and the UI. `work_dir`: local directory for download journals and
+    staging when `path` is a URL (default: under the system temp dir; see `DataLayout`).
+    """
 
     path: str
+    storage_options: dict[str, Any] = {}
+    storage_options_env: dict[str, str] = {}
+    work_dir: str | None = None
 
     def layout(self) -> DataLayout:
-        return DataLayout(Path(self.path))
+        missing = sorted(var for var in self.storage_options_env.values() if var not in os.environ)
+        if missing:
+            raise dg.Failure(f"storage options for {self.path} read environment variables that are not set: {', '.join(missing)}")
+        options = {**self.storage_options, **{name: os.environ[var] for name, var in self.storage_options_env.items()}}
+        return DataLayout(data_location(self.path, options), Path(self.work_dir) if self.work_dir else None)
 
 
 class HttpResource(dg.ConfigurableResource):
@@ -92,7 +109,8 @@ class NftSourcesResource(dg.ConfigurableResource):
 
 
 def local_resources(gateway_url: str | None = None, data_dir: Path | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The resource set for local runs: data under `data_dir`, sample sources at `gateway_url`.
+    """The resource set for local runs: data under `data_dir` (default `$NFT_PIPELINE_DATA`, which
+    may be a URL whose store takes its credentials from the environment), sample sources at `gateway_url`.
 
     HTTP limits come from `gateway_limits`: the sample gateway's IPFS route first, and its host
     allowed past the private-address guard when it runs on loopback.
@@ -100,7 +118,7 @@ def local_resources(gateway_url: str | None = None, data_dir: Path | None = None
     gateway_url = (gateway_url or os.environ.get(GATEWAY_URL_ENV) or DEFAULT_GATEWAY_URL).rstrip("/")
     limits = gateway_limits(gateway_url)
     return {
-        "data_dir": DataDirResource(path=str(data_dir or default_data_dir())),
+        "data_dir": DataDirResource(path=str(data_dir or default_data_root())),
         "http": HttpResource(allowed_private=list(limits.allowed_private), ipfs_gateways=list(limits.ipfs_gateways)),
         "sources": NftSourcesResource(sample_gateway_url=gateway_url),
     }

@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from PIL import Image
+
+from nft_pipeline.location import Location
 
 MIN_COLLECTION_IMAGES = 500
 FLAG_TOO_FEW_IMAGES = "too_few_images"
@@ -39,16 +40,17 @@ def collection_flags(
     return flags
 
 
-def contact_sheet(png_paths: Sequence[Path | str], columns: int = 8, cell: int = 96) -> bytes:
+def contact_sheet(png_paths: Sequence[Location], columns: int = 8, cell: int = 96) -> bytes:
     """A PNG grid of thumbnails (cell x cell, aspect kept) on a dark ground, for run metadata.
 
-    Unreadable files leave their cell empty rather than failing the sheet.
+    Paths are opened through their own filesystem (local or object storage). Unreadable files
+    leave their cell empty rather than failing the sheet.
     """
     rows = max(1, math.ceil(len(png_paths) / columns))
     sheet = Image.new("RGBA", (columns * cell, rows * cell), _SHEET_BACKGROUND)
     for position, path in enumerate(png_paths):
         try:
-            with Image.open(path, formats=["PNG"]) as image:
+            with path.open("rb") as file, Image.open(file, formats=["PNG"]) as image:
                 thumbnail = image.convert("RGBA")
         except OSError:
             continue

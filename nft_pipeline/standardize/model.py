@@ -11,9 +11,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from nft_pipeline.location import Location
 
 # Bump when the pixels produced for unchanged settings change (a new rule, a fixed bug), so the
 # fingerprint invalidates every stored image made by the old code.
@@ -147,11 +150,12 @@ class StandardizedImage:
 
 @dataclass(frozen=True)
 class StandardizeJob:
-    """One token to standardize: its source is a blob path (preferred: the worker reads it) or bytes."""
+    """One token to standardize: its source is a blob path, local or on object storage (preferred: the
+    worker reads it), or bytes."""
 
     collection: str
     token_id: str
-    source: Path | bytes
+    source: Location | bytes
 
     @property
     def seed_key(self) -> str:

@@ -2,10 +2,12 @@
 
 Overheads are kept off the parent: jobs travel in chunks (one pickle round trip per chunk, not
 per image), a job names its blob by path so the worker reads the bytes itself, and the worker
-writes the PNG itself (temporary file + rename, so a reader never sees half a PNG) and sends
-back only the small row. At most `INFLIGHT_PER_WORKER` chunks per worker are queued, so a lazy
-job iterator of any length is consumed as the pool frees up, and results stream back in
-completion order (each outcome names its collection and token).
+writes the PNG itself (atomically: temporary file + rename on disk, one upload on object storage,
+so a reader never sees half a PNG) and sends back only the small row. Blob and output paths may
+be `UPath`s on object storage; they carry their filesystem's options into the worker. At most
+`INFLIGHT_PER_WORKER` chunks per worker are queued, so a lazy job iterator of any length is
+consumed as the pool frees up, and results stream back in completion order (each outcome names
+its collection and token).
 
 Limits inside a worker: a wall-clock alarm raises `TimeLimitExceeded` between Python steps
 (between frames, between decoder reads, during a blocking read) and becomes a `timeout` row; a
@@ -31,9 +33,9 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import replace
 from itertools import islice
-from pathlib import Path
 from types import FrameType
 
+from nft_pipeline.location import Location, write_bytes_atomic
 from nft_pipeline.standardize.core import standardize_image
 from nft_pipeline.standardize.model import (
     ImageRow,
@@ -45,22 +47,27 @@ from nft_pipeline.standardize.model import (
     Status,
     TimeLimitExceeded,
 )
-from nft_pipeline.storage import atomic_path, safe_name
+from nft_pipeline.storage import safe_name
 
 DEFAULT_CHUNK_SIZE = 16
 INFLIGHT_PER_WORKER = 2
 HARD_LIMIT_FACTOR = 2.0
 
 
-def output_path(out_dir: Path, collection: str, token_id: str) -> Path:
+def collection_dir(out_dir: Location, collection: str) -> Location:
+    """The folder of one collection's PNGs: `out_dir/<safe collection>`."""
+    return out_dir / safe_name(collection)
+
+
+def output_path(out_dir: Location, collection: str, token_id: str) -> Location:
     """Where a token's standard PNG lives: `out_dir/<safe collection>/<safe token id>.png`."""
-    return out_dir / safe_name(collection) / f"{safe_name(token_id)}.png"
+    return collection_dir(out_dir, collection) / f"{safe_name(token_id)}.png"
 
 
 def standardize_many(
     jobs: Iterable[StandardizeJob],
     settings: StandardizeSettings,
-    out_dir: Path,
+    out_dir: Location,
     workers: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Iterator[StandardizeOutcome]:
@@ -101,7 +108,7 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _run_pool(
-    chunks: Iterator[list[StandardizeJob]], settings: StandardizeSettings, out_dir: Path, workers: int
+    chunks: Iterator[list[StandardizeJob]], settings: StandardizeSettings, out_dir: Location, workers: int
 ) -> Generator[StandardizeOutcome, None, list[StandardizeJob]]:
     """Run chunks until they run out (returns []) or a worker dies (returns the unfinished jobs)."""
     pool = _new_pool(workers)
@@ -137,7 +144,7 @@ def _run_pool(
 
 
 def _isolate(
-    suspects: list[StandardizeJob], settings: StandardizeSettings, out_dir: Path
+    suspects: list[StandardizeJob], settings: StandardizeSettings, out_dir: Location
 ) -> Iterator[StandardizeOutcome]:
     """Re-run the jobs in flight when a worker died, one at a time, to find the one that kills it."""
     pool: ProcessPoolExecutor | None = None
@@ -157,7 +164,7 @@ def _isolate(
 
 def _crashed(job: StandardizeJob, settings: StandardizeSettings) -> StandardizeOutcome:
     try:
-        data = job.source if isinstance(job.source, bytes) else Path(job.source).read_bytes()
+        data = job.source if isinstance(job.source, bytes) else job.source.read_bytes()
         source_sha256 = hashlib.sha256(data).hexdigest()
     except OSError:
         source_sha256 = None
@@ -173,11 +180,11 @@ def _init_worker() -> None:
     signal.signal(signal.SIGVTALRM, signal.SIG_DFL)  # the hard limit: terminate the process
 
 
-def _work(chunk: list[StandardizeJob], settings: StandardizeSettings, out_dir: Path) -> list[StandardizeOutcome]:
+def _work(chunk: list[StandardizeJob], settings: StandardizeSettings, out_dir: Location) -> list[StandardizeOutcome]:
     return [_work_one(job, settings, out_dir) for job in chunk]
 
 
-def _work_one(job: StandardizeJob, settings: StandardizeSettings, out_dir: Path) -> StandardizeOutcome:
+def _work_one(job: StandardizeJob, settings: StandardizeSettings, out_dir: Location) -> StandardizeOutcome:
     """Read, standardize and write one job in the worker; every failure becomes the row's status."""
     try:
         with _time_limit(settings.timeout_s):
@@ -193,24 +200,22 @@ def _work_one(job: StandardizeJob, settings: StandardizeSettings, out_dir: Path)
     )
 
 
-def _read_source(source: Path | bytes, settings: StandardizeSettings) -> bytes:
+def _read_source(source: Location | bytes, settings: StandardizeSettings) -> bytes:
     if isinstance(source, bytes):
         return source
-    path = Path(source)
-    size = path.stat().st_size
+    size = source.stat().st_size
     if size > settings.max_source_bytes:
         raise Rejected(Status.TOO_LARGE, f"{size} bytes exceed {settings.max_source_bytes}")
-    return path.read_bytes()
+    return source.read_bytes()
 
 
-def _write(result: StandardizedImage, target: Path) -> ImageRow:
+def _write(result: StandardizedImage, target: Location) -> ImageRow:
     """Put the PNG at `target` atomically (or remove a stale one) and return the row with its path."""
     try:
         if result.png is None:
             target.unlink(missing_ok=True)
             return result.row
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(result.png)
+        write_bytes_atomic(target, result.png)
         return replace(result.row, png_path=str(target))
     except OSError as exc:
         return replace(result.row, status=Status.WRITE_ERROR, error=f"{type(exc).__name__}: {exc}", png_sha256=None)

@@ -2,8 +2,9 @@
 
 A token's source is its image if that downloaded, else its animation (a video-only token still
 gets a frame). Tokens with neither get a `no_source` row that carries the download's reason. An
-image whose source sha256 and settings fingerprint are unchanged, and whose PNG is still on disk,
-is not redone.
+image whose source sha256 and settings fingerprint are unchanged, and whose PNG is still where
+this run would write it, is not redone. Blobs and PNGs may be on object storage: the PNGs still
+there are found with one listing of the collection's folder, not one request per token.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from nft_pipeline import schemas
 from nft_pipeline.blobs import BlobStore
+from nft_pipeline.location import Location
 from nft_pipeline.standardize.model import StandardizeJob, StandardizeSettings, settings_fingerprint
-from nft_pipeline.standardize.pool import standardize_many
+from nft_pipeline.standardize.pool import collection_dir, output_path, standardize_many
 
 SOURCE_ROLES = ("image", "animation")  # preference order
 
@@ -60,7 +61,7 @@ def standardize_collection(
     raw_media: pa.Table,
     previous: pa.Table,
     blobs: BlobStore,
-    images_dir: Path,
+    images_dir: Location,
     settings: StandardizeSettings,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -68,6 +69,8 @@ def standardize_collection(
     """The collection's `standardized_images` table (one row per token of `raw_media`)."""
     fingerprint = settings_fingerprint(settings)
     sources, missing = _sources(raw_media)
+    folder = collection_dir(images_dir, collection)
+    on_store = {str(p) for p in folder.iterdir()} if folder.exists() else set()
     kept = {
         r["token_id"]: r
         for r in previous.to_pylist()
@@ -75,8 +78,8 @@ def standardize_collection(
         and r["settings_fingerprint"] == fingerprint
         and r["token_id"] in sources
         and r["source_sha256"] == sources[r["token_id"]]["sha256"]
-        and r["png_path"]
-        and Path(r["png_path"]).exists()
+        and r["png_path"] == str(output_path(images_dir, collection, r["token_id"]))
+        and r["png_path"] in on_store
     }
     report = StandardizeReport(reused=len(kept))
     rows: list[dict[str, Any]] = list(kept.values())
