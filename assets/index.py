@@ -30,6 +30,7 @@ from nft_pipeline.index import (
 from nft_pipeline.quality import row_counts_match
 from nft_pipeline.reporting import markdown_preview
 from nft_pipeline.storage import read_table
+from nft_pipeline.train.tables import trained_run
 from resources import DataDirResource
 
 INDEX_ROWS_EQUAL_IMAGES = check_spec(
@@ -43,20 +44,9 @@ INDEX_ROWS_EQUAL_IMAGES = check_spec(
 class NftIndexConfig(dg.Config):
     """Which model embeds the images, and how many at a time."""
 
-    model_dir: str = ""  # empty: the model of the latest `clip_model` materialization
+    run_id: str = ""  # empty: the latest finished training run (`trained_run`, as `cvi_report` picks it)
     batch_size: int = 64
     decode_threads: int = 2
-
-
-def _model_dir(context: dg.AssetExecutionContext, config: NftIndexConfig) -> str:
-    """The configured model, else the one `clip_model` last recorded in its materialization metadata."""
-    if config.model_dir:
-        return config.model_dir
-    event = context.instance.get_latest_materialization_event(clip_model.key)
-    recorded = event.asset_materialization.metadata.get("model_dir") if event and event.asset_materialization else None
-    if recorded is None:
-        raise dg.Failure("no trained model: materialize `clip_model` before `nft_index`")
-    return recorded.value
 
 
 @dg.asset(
@@ -71,7 +61,7 @@ def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_di
     """Replaces the collection's rows of `nft_embeddings` with its images embedded by the trained model, then indexes."""
     layout = data_dir.layout()
     slug = context.partition_key
-    model_dir = _model_dir(context, config)
+    model_dir = trained_run(layout, config.run_id)["model_dir"]
     try:
         model = EmbeddingModel.load(model_dir)  # once per run: a run is one partition
     except OSError as error:

@@ -17,14 +17,14 @@ from nft_pipeline.quality import all_finite
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table
 from nft_pipeline.train.config import TrainConfig
-from nft_pipeline.train.tables import training_examples
+from nft_pipeline.train.tables import trained_run, training_examples
 from resources import DataDirResource
 
 CVI_FINITE = check_spec("cvi_report", "cvi_finite", "CVI and its variance terms are finite numbers.")
 
 
 class CviReportConfig(dg.Config):
-    run_id: str = ""  # empty: the latest finished training run
+    run_id: str = ""  # empty: the latest finished training run (`trained_run`, as `nft_index` picks it)
     sample_size: int = 2000  # pairs per collection (fixed seed); 0: every pair
     seed: int = 0
     alpha: float = 0.7
@@ -34,10 +34,7 @@ class CviReportConfig(dg.Config):
 def cvi_report(context: dg.AssetExecutionContext, config: CviReportConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Per collection and model: n pairs, CVI (alpha 0.7), its three terms, text-to-image top-1/5/10."""
     layout = data_dir.layout()
-    runs = layout.query("SELECT * FROM {training_runs} WHERE model_dir IS NOT NULL ORDER BY finished_at DESC").to_pylist()
-    run = next((r for r in runs if r["run_id"] == config.run_id), None) if config.run_id else (runs[0] if runs else None)
-    if run is None:
-        raise dg.Failure("no finished training run: materialize `clip_model` first")
+    run = trained_run(layout, config.run_id)
     slugs = run["collections"]
     images = pa.concat_tables([read_table(layout.partition_path("standardized_images", s), schemas.STANDARDIZED_IMAGES) for s in slugs])
     texts = pa.concat_tables([read_table(layout.partition_path("captions", s), schemas.CAPTIONS) for s in slugs])

@@ -22,6 +22,7 @@ from nft_pipeline.gateway import SampleGateway, running_gateway
 from nft_pipeline.index import lance_path, open_table, partition_row_count
 from nft_pipeline.search import NftSearch
 from nft_pipeline.storage import DataLayout, read_table, write_table
+from nft_pipeline.train.tables import trained_run
 from resources import local_resources
 from tests.conftest import temp_instance
 
@@ -99,6 +100,14 @@ def test_clip_model_trains_and_records_its_run(pipeline):
     epochs = layout.query("SELECT epoch, train_loss FROM {training_epochs} ORDER BY epoch").to_pylist()
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[1]["train_loss"] < epochs[0]["train_loss"]
     assert (layout.root / "models" / run["run_id"] / "model" / "config.json").exists() or run["model_dir"]
+    assert trained_run(layout) == trained_run(layout, run["run_id"]) == run  # the model nft_index and cvi_report use
+    with pytest.raises(LookupError, match="'elsewhere'"):
+        trained_run(layout, "elsewhere")
+
+
+def test_without_a_training_run_there_is_no_model_to_use(tmp_path):
+    with pytest.raises(LookupError, match="materialize `clip_model` first"):
+        trained_run(DataLayout(tmp_path / "data"))
 
 
 def test_cvi_report_names_every_collection_for_both_models(pipeline):

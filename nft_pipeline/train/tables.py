@@ -2,7 +2,8 @@
 
 `clip_model` reads the `standardized_images`, `captions` and `components` partitions it trains on
 and writes one `training_runs` row per run plus one `training_epochs` row per epoch, so runs can
-be compared with DuckDB like every other table.
+be compared with DuckDB like every other table, and so what is built from a model (the search
+index, the CVI report) finds it there (`trained_run`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pyarrow as pa
 
 from nft_pipeline.captions import caption_from_row
 from nft_pipeline.components.table import decode_png
+from nft_pipeline.storage import DataLayout
 from nft_pipeline.train.data import TrainingExample
 from nft_pipeline.train.loop import TrainingRun
 from nft_pipeline.train.prepared import Component, Trait
@@ -117,3 +119,24 @@ def run_rows(run: TrainingRun, collections: list[str]) -> tuple[pa.Table, pa.Tab
         for metric in run.epoch_metrics
     ]
     return pa.Table.from_pylist([run_row], schema=TRAINING_RUNS), pa.Table.from_pylist(epochs, schema=TRAINING_EPOCHS)
+
+
+def trained_run(layout: DataLayout, run_id: str = "") -> dict[str, Any]:
+    """The `training_runs` row of `run_id`, or of the latest run that saved a model if empty.
+
+    Read from the data directory, not from a Dagster instance's `clip_model` materializations:
+    the models, the index and the report all live in the data directory, and when several
+    instances share it (a laptop's `dagster dev` and the deployment, a backfill on another
+    instance) each instance only records the runs it materialized itself. Asking the instance,
+    two of them could disagree on the latest model and write embeddings of two models into the
+    one shared index; every reader of this table agrees. Raises `LookupError` when there is none.
+    """
+    where = "model_dir IS NOT NULL" + (" AND run_id = ?" if run_id else "")
+    sql = f"SELECT * FROM {{training_runs}} WHERE {where} ORDER BY finished_at DESC LIMIT 1"
+    try:
+        rows = layout.query(sql, [run_id] if run_id else None).to_pylist()
+    except KeyError:  # no run has written the table yet: it has no placeholder to fill
+        rows = []
+    if not rows:
+        raise LookupError(f"no finished training run{f' {run_id!r}' if run_id else ''}: materialize `clip_model` first")
+    return rows[0]
