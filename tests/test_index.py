@@ -28,31 +28,23 @@ from nft_pipeline.index import (
     AnnSettings,
     EmbeddingModel,
     IndexMissing,
-    embedding_rows,
     embeddings_schema,
     ensure_indexes,
-    index_inputs_from_examples,
     lance_path,
     replace_partition,
 )
 from nft_pipeline.search import NftSearch, SearchError, UnknownToken, reciprocal_rank_fusion
-from nft_pipeline.train import TrainConfig, TrainingExample, train_clip
+from nft_pipeline.train import TrainingExample, train_clip
 from nft_pipeline.train.data import PairCollator, PairSample, image_sources
 from nft_pipeline.train.model import image_embeddings
 from nft_pipeline.train.prepared import prepare_image
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
+from tests.tiny_model import TINY, index_examples, one_torch_thread
 
-TRAIN = TrainConfig(
-    tiny_image_size=32,
-    tiny_patch_size=8,
-    tiny_width=64,
-    tiny_layers=2,
-    tiny_heads=2,
-    tiny_projection_dim=32,
-    tiny_vocab_size=800,
-    split="by_token",
-    split_ratios=(1.0, 0.0, 0.0),  # the index holds what the model was trained on
-    num_workers=0,
+# The index holds what the model was trained on: one batch of all 64 Nouns, 40 steps, no masking.
+TRAIN = replace(
+    TINY,
+    split_ratios=(1.0, 0.0, 0.0),
     batch_size=64,
     epochs=40,
     learning_rate=1e-3,
@@ -74,23 +66,17 @@ class Indexed:
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory) -> Indexed:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: spinning OpenMP threads make the steps 10x slower
-    data_dir = tmp_path_factory.mktemp("search")
-    nouns, components = nouns_inputs(range(64), data_dir / "images")
-    punks, _ = punks_inputs(range(16), data_dir / "images")
-    training = train_clip(nouns, components, TRAIN, data_dir / "models" / "run")
-    model = EmbeddingModel.load(training.model_dir)
-    rows = {}
-    for collection, examples in (("nouns", nouns), ("cryptopunks", punks)):
-        rows[collection] = embedding_rows(model, index_inputs_from_examples(examples))
-        replace_partition(lance_path(data_dir), collection, rows[collection])
-    ensure_indexes(lance_path(data_dir))
-    loop = asyncio.new_event_loop()
-    search = loop.run_until_complete(NftSearch.open(data_dir))
-    yield Indexed(data_dir, model, nouns, punks, rows, search, loop.run_until_complete)
-    loop.close()
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        data_dir = tmp_path_factory.mktemp("search")
+        nouns, components = nouns_inputs(range(64), data_dir / "images")
+        punks, _ = punks_inputs(range(16), data_dir / "images")
+        training = train_clip(nouns, components, TRAIN, data_dir / "models" / "run")
+        model = EmbeddingModel.load(training.model_dir)
+        rows = index_examples(data_dir, model, {"nouns": nouns, "cryptopunks": punks})
+        loop = asyncio.new_event_loop()
+        search = loop.run_until_complete(NftSearch.open(data_dir))
+        yield Indexed(data_dir, model, nouns, punks, rows, search, loop.run_until_complete)
+        loop.close()
 
 
 def keys(results) -> list[tuple[str, str]]:

@@ -11,15 +11,11 @@ it the browser test is skipped and says so.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
-import itertools
-import json
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import lancedb
@@ -31,43 +27,19 @@ from PIL import Image
 from nft_pipeline.index import (
     TABLE_NAME,
     EmbeddingModel,
-    embedding_rows,
     embeddings_schema,
-    ensure_indexes,
-    index_inputs_from_examples,
     lance_path,
     replace_partition,
 )
 from nft_pipeline.search import NftSearch
-from nft_pipeline.train import TrainConfig
 from nft_pipeline.train.model import build_tiny_clip
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
 from nft_pipeline.web.app import IMAGES_DIR, create_app
+from tests.chromium import chromium_page
+from tests.conftest import ARTIFACTS
+from tests.tiny_model import TINY, index_examples
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TINY = TrainConfig(
-    tiny_image_size=32,
-    tiny_patch_size=8,
-    tiny_width=64,
-    tiny_layers=2,
-    tiny_heads=2,
-    tiny_projection_dim=32,
-    tiny_vocab_size=800,
-)
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--remote-debugging-port=0",  # Chromium picks a free port and writes it to DevToolsActivePort
-)
 PAGE_SIZE = 24  # results the page asks for
-WAIT_SECONDS = 60  # a generous bound for a loaded 2-core machine; never a pass/fail timing
 
 
 def indexed_data_dir(root: Path, tokens: int) -> Path:
@@ -76,10 +48,7 @@ def indexed_data_dir(root: Path, tokens: int) -> Path:
     punks, _ = punks_inputs(range(tokens), root / IMAGES_DIR)
     model_dir = root / "models" / "untrained" / "model"
     build_tiny_clip(TINY, [example.caption.caption for example in nouns + punks]).save(model_dir)
-    model = EmbeddingModel.load(model_dir)
-    for collection, examples in (("nouns", nouns), ("cryptopunks", punks)):
-        replace_partition(lance_path(root), collection, embedding_rows(model, index_inputs_from_examples(examples)))
-    ensure_indexes(lance_path(root))
+    index_examples(root, EmbeddingModel.load(model_dir), {"nouns": nouns, "cryptopunks": punks})
     return root
 
 
@@ -99,119 +68,10 @@ async def serving(data_dir: Path) -> AsyncIterator[TestServer]:
         await server.close()
 
 
-# ---------------------------------------------------------------- a minimal DevTools protocol client
-
-
-class DevTools:
-    """Commands to one page over the DevTools websocket; uncaught page exceptions are collected."""
-
-    def __init__(self, socket: aiohttp.ClientWebSocketResponse):
-        self.socket = socket
-        self.ids = itertools.count(1)
-        self.replies: dict[int, asyncio.Future] = {}
-        self.exceptions: list[str] = []
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for message in self.socket:
-            data = json.loads(message.data)
-            if "id" in data:
-                self.replies.pop(data["id"]).set_result(data)
-            elif data.get("method") == "Runtime.exceptionThrown":
-                self.exceptions.append(data["params"]["exceptionDetails"]["exception"]["description"])
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        message_id = next(self.ids)
-        self.replies[message_id] = asyncio.get_running_loop().create_future()
-        await self.socket.send_json({"id": message_id, "method": method, "params": params})
-        reply = await self.replies[message_id]
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply["result"]
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str) -> Any:
-        """Poll until `expression` is truthy (the page works asynchronously); fail after WAIT_SECONDS."""
-        for _ in range(WAIT_SECONDS * 10):
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"page never satisfied {expression}; exceptions: {self.exceptions}")
-
-    async def click(self, selector: str) -> None:
-        """A real mouse click at the centre of the element (press and release)."""
-        box = await self.evaluate(
-            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
-        )
-        for kind in ("mousePressed", "mouseReleased"):
-            await self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
-
-    async def type_text(self, text: str) -> None:
-        await self.call("Input.insertText", text=text)
-
-    async def press_enter(self) -> None:
-        key = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
-        await self.call("Input.dispatchKeyEvent", type="keyDown", text="\r", **key)
-        await self.call("Input.dispatchKeyEvent", type="keyUp", **key)
-
-    async def screenshot(self, path: Path) -> bytes:
-        png = base64.b64decode((await self.call("Page.captureScreenshot", format="png"))["data"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(png)
-        return png
-
-
-@asynccontextmanager
-async def chromium_page(profile: Path) -> AsyncIterator[DevTools]:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); the browser test needs it")
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        "about:blank",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        for _ in range(WAIT_SECONDS * 10):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            await asyncio.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
-                targets = await response.json()
-            page = next(target for target in targets if target["type"] == "page")
-            async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as socket:
-                devtools = DevTools(socket)
-                await devtools.call("Runtime.enable")
-                await devtools.call(
-                    "Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False
-                )
-                yield devtools
-                devtools.reader.cancel()
-    finally:
-        process.terminate()
-        await process.wait()
-
-
-# ---------------------------------------------------------------- the tests
-
-
 def test_search_page_finds_results_and_similar_tokens_in_chromium(data_dir, tmp_path):
     async def scenario() -> None:
         async with serving(data_dir) as server, chromium_page(tmp_path / "profile") as page:
-            await page.call("Page.navigate", url=str(server.make_url("/")))
+            await page.open(str(server.make_url("/")), (1280, 900))
             await page.wait_for("document.querySelectorAll('#collection option').length === 3")  # all + 2 collections
             await page.click("#q")
             await page.type_text("female with blonde bob and earring")

@@ -16,7 +16,6 @@ from transformers import CLIPModel, CLIPProcessor
 
 from nft_pipeline.captions import caption_token
 from nft_pipeline.train import (
-    TrainConfig,
     TrainingExample,
     TrainingRun,
     load_clip,
@@ -31,29 +30,13 @@ from nft_pipeline.train.data import Split
 from nft_pipeline.train.model import build_tiny_clip, image_embeddings, text_embeddings
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
 from nft_pipeline.train.tokenizer import learn_merges, train_clip_tokenizer, word_counts
-
-# Small enough for a few seconds per run on two shared cores.
-TINY = TrainConfig(
-    tiny_image_size=32,
-    tiny_patch_size=8,
-    tiny_width=64,
-    tiny_layers=2,
-    tiny_heads=2,
-    tiny_projection_dim=32,
-    tiny_vocab_size=800,
-    split="by_token",
-    num_workers=0,
-    eval_batch_size=16,
-)
+from tests.tiny_model import TINY, one_torch_thread
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Two shared cores: OpenMP threads spinning against other processes make steps 10-50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -15,20 +15,18 @@ to `docs/img/ui_asset_graph.png` and `docs/img/ui_backfill.png`.
 from __future__ import annotations
 
 import asyncio
-import base64
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-import aiohttp
 import dagster as dg
 import pytest
 import requests
@@ -40,22 +38,13 @@ from assets.partitions import collection_partitions
 from nft_pipeline.definitions import defs
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from resources import local_resources
+from tests.chromium import DevTools, chromium_page
 from tests.conftest import ARTIFACTS
 from tests.test_backfill_cli import dagster_home, free_port, stop, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 DOC_IMAGES = REPO / "docs" / "img"
 SLUGS = ["cryptopunks", "nouns", "mixedmedia"]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Wide enough that the fitted lineage graph is drawn with full asset cards, not the zoomed-out minimal boxes.
 GRAPH_VIEWPORT = (2200, 1240)
 DIALOG_VIEWPORT = (1600, 1000)
@@ -162,7 +151,7 @@ def test_ui_lists_every_asset_edge_partition_and_automation(ui):
     assert repo["sensors"] == [{"name": "catalog_discovery"}]
 
 
-# --- headless Chromium over the DevTools protocol ---------------------------------------------------
+# --- the UI in headless Chromium (tests/chromium.py) ----------------------------------------------
 
 CLICK_JS = """(label) => {
   const el = Array.from(document.querySelectorAll('button, a, [role=menuitem]')).find(
@@ -173,90 +162,19 @@ CLICK_JS = """(label) => {
 }"""
 
 
-class Page:
-    """A Chromium tab driven over its DevTools websocket (aiohttp's client)."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.last_id = 0
-
-    async def send(self, method: str, **params) -> dict:
-        self.last_id += 1
-        sent = self.last_id
-        await self.ws.send_json({"id": sent, "method": method, "params": params})
-        while True:  # events arrive interleaved with replies; only our reply matters
-            message = await self.ws.receive_json(timeout=60)
-            if message.get("id") == sent:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message["result"]
-
-    async def js(self, expression: str):
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def wait_until(self, expression: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await self.js(expression):
-                return
-            await asyncio.sleep(0.5)
-        text = await self.js("document.body ? document.body.innerText.slice(0, 1500) : ''")
-        raise TimeoutError(f"still false after {timeout} s: {expression}\npage text: {text}")
-
-    async def click(self, label: str) -> None:
-        assert await self.js(f"({CLICK_JS})({json.dumps(label)})"), f"no button {label!r}"
-
-    async def open(self, url: str, viewport: tuple[int, int]) -> None:
-        width, height = viewport
-        await self.send(
-            "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
-        )
-        await self.send("Page.navigate", url=url)
-
-    async def screenshot(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode((await self.send("Page.captureScreenshot", format="png"))["data"]))
-        return path
+async def click_button(page: DevTools, label: str) -> None:
+    """Dagster's buttons by their text or icon label (their CSS classes are generated)."""
+    assert await page.evaluate(f"({CLICK_JS})({json.dumps(label)})"), f"no button {label!r}"
 
 
-def chromium_binary() -> str | None:
-    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-
-
-async def with_browser(binary: str, steps) -> None:
-    profile = Path(tempfile.mkdtemp(prefix="ui-chromium-"))
-    args = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert process.poll() is None and time.monotonic() < deadline, "chromium did not start"
-            await asyncio.sleep(0.2)
-        port = int(port_file.read_text().split()[0])
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
-                target = next(t for t in await response.json() if t["type"] == "page")
-            async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                page = Page(ws)
-                await page.send("Page.enable")
-                await steps(page)
-    finally:
-        stop(process)
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def assert_not_blank(path: Path) -> None:
+def assert_not_blank(png: bytes, name: str) -> None:
     """A rendered page has many colours and no colour covering nearly all of it."""
-    image = Image.open(path).convert("RGB")
+    image = Image.open(io.BytesIO(png)).convert("RGB")
     colours = image.getcolors(maxcolors=1 << 24)
     dominant = max(count for count, _ in colours) / (image.width * image.height)
     spread = max(ImageStat.Stat(image).stddev)
     assert len(colours) >= 200 and dominant < 0.95 and spread > 8, (
-        f"{path} looks blank: {len(colours)} colours, dominant {dominant:.2f}, stddev {spread:.1f}"
+        f"{name} looks blank: {len(colours)} colours, dominant {dominant:.2f}, stddev {spread:.1f}"
     )
 
 
@@ -265,55 +183,53 @@ def publish(path: Path, doc_name: str) -> None:
         shutil.copyfile(path, DOC_IMAGES / doc_name)
 
 
-def test_ui_asset_graph_and_partition_launch_dialog(ui):
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("no chromium binary on PATH (scripts/test-setup.sh installs it)")
+def test_ui_asset_graph_and_partition_launch_dialog(ui, tmp_path):
     ui.graphql("mutation { setNuxSeen }")  # the newsletter pop-up shown once on localhost
     shots = ARTIFACTS / "ui"
     asset_names = sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())
     all_cards = " && ".join(f"text.includes({json.dumps(n)})" for n in asset_names)
 
-    async def steps(page: Page) -> None:
-        await page.open(f"{ui.url}/asset-groups", GRAPH_VIEWPORT)
-        await page.wait_until(
-            "document.body && document.body.innerText.includes('Global asset lineage') && !!document.querySelector('[aria-label=zoom_in]')"
-        )
-        await asyncio.sleep(1)
-        await page.click("Hide navigation")
-        await page.click("panel_show_right")  # the group tree beside the graph
-        for _ in range(2):  # Alt+E toggles "expand all groups"; groups start collapsed
-            await page.js(
-                "document.dispatchEvent(new KeyboardEvent('keydown', {code: 'KeyE', key: 'e', altKey: true, bubbles: true})); 1"
+    async def steps() -> None:
+        async with chromium_page(tmp_path / "profile") as page:
+            await page.open(f"{ui.url}/asset-groups", GRAPH_VIEWPORT)
+            await page.wait_for(
+                "document.body && document.body.innerText.includes('Global asset lineage') && !!document.querySelector('[aria-label=zoom_in]')"
             )
-            try:
-                await page.wait_until(
-                    f"(() => {{ const text = document.body.innerText; return {all_cards}; }})()", timeout=20
+            await asyncio.sleep(1)
+            await click_button(page, "Hide navigation")
+            await click_button(page, "panel_show_right")  # the group tree beside the graph
+            for _ in range(2):  # Alt+E toggles "expand all groups"; groups start collapsed
+                await page.evaluate(
+                    "document.dispatchEvent(new KeyboardEvent('keydown', {code: 'KeyE', key: 'e', altKey: true, bubbles: true})); 1"
                 )
-                break
-            except TimeoutError:
-                continue
-        else:
-            raise AssertionError(f"the lineage graph does not show every asset: {asset_names}")
-        await page.wait_until("document.body.innerText.includes('Materialized')")  # collections' status is drawn
-        await asyncio.sleep(2)  # edges and fit-to-view animation
-        assert_not_blank(await page.screenshot(shots / "asset_graph.png"))
+                try:
+                    await page.wait_for(
+                        f"(() => {{ const text = document.body.innerText; return {all_cards}; }})()", timeout=20
+                    )
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                raise AssertionError(f"the lineage graph does not show every asset: {asset_names}")
+            await page.wait_for("document.body.innerText.includes('Materialized')")  # collections' status is drawn
+            await asyncio.sleep(2)  # edges and fit-to-view animation
+            assert_not_blank(await page.screenshot(shots / "asset_graph.png"), "the asset graph")
 
-        await page.open(f"{ui.url}/assets/tokens?view=partitions&partition=cryptopunks", DIALOG_VIEWPORT)
-        await page.wait_until("document.body && document.body.innerText.includes('mixedmedia')")
-        await page.click("Materialize…")
-        await page.wait_until(
-            "(() => { const d = document.querySelector('[role=dialog]'); return d && d.innerText.includes('Launch 1 run'); })()"
-        )
-        dialog = await page.js("document.querySelector('[role=dialog]').innerText")
-        assert "Launch runs to materialize tokens" in dialog and "Partition selection" in dialog
-        assert "cryptopunks" in dialog and "nouns" not in dialog and "1 partition" in dialog
-        await asyncio.sleep(1)
-        assert_not_blank(await page.screenshot(shots / "backfill_dialog.png"))
-        await page.click("Launch 1 run")
-        await page.wait_until("!document.querySelector('[role=dialog]')")
+            await page.open(f"{ui.url}/assets/tokens?view=partitions&partition=cryptopunks", DIALOG_VIEWPORT)
+            await page.wait_for("document.body && document.body.innerText.includes('mixedmedia')")
+            await click_button(page, "Materialize…")
+            await page.wait_for(
+                "(() => { const d = document.querySelector('[role=dialog]'); return d && d.innerText.includes('Launch 1 run'); })()"
+            )
+            dialog = await page.evaluate("document.querySelector('[role=dialog]').innerText")
+            assert "Launch runs to materialize tokens" in dialog and "Partition selection" in dialog
+            assert "cryptopunks" in dialog and "nouns" not in dialog and "1 partition" in dialog
+            await asyncio.sleep(1)
+            assert_not_blank(await page.screenshot(shots / "backfill_dialog.png"), "the launch dialog")
+            await click_button(page, "Launch 1 run")
+            await page.wait_for("!document.querySelector('[role=dialog]')")
 
-    asyncio.run(asyncio.wait_for(with_browser(binary, steps), timeout=150))
+    asyncio.run(asyncio.wait_for(steps(), timeout=150))
     publish(shots / "asset_graph.png", "ui_asset_graph.png")
     publish(shots / "backfill_dialog.png", "ui_backfill.png")
 
