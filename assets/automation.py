@@ -1,4 +1,5 @@
-"""Automation: the per-collection pipeline job, a daily incremental refresh, catalog discovery.
+"""Automation: the per-collection pipeline job, a daily incremental refresh, catalog discovery,
+and the sensor that evaluates declarative automation conditions (`nft_index` follows its inputs).
 
 The refresh re-reads every collection's token list and fetches only what is new or changed:
 `tokens` reuses metadata fetched from an unchanged `tokenUri`, `raw_media` reuses bodies stored
@@ -52,3 +53,15 @@ def catalog_discovery(context: dg.SensorEvaluationContext, sources: NftSourcesRe
         dynamic_partitions_requests=[collection_partitions.build_add_request(new)] if new else [],
         cursor=json.dumps({"catalog": sources.catalog, "known": len(known) + len(new), "removed": removed}),
     )
+
+
+# Dagster adds a sensor of this name by itself when an asset has an automation condition, but
+# stopped until someone turns it on in the UI; the index would then silently stop following the
+# refresh and new models. Declared under the same name so that it runs from the start. It covers
+# every asset, so an automation condition added later is evaluated too (assets without one are skipped).
+automation_conditions = dg.AutomationConditionSensorDefinition(
+    "default_automation_condition_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates the assets' automation conditions: `nft_index` after its inputs or the model change.",
+)

@@ -1,9 +1,9 @@
 """The `nft_index` asset: each collection's images embedded by the trained CLIP, searchable in LanceDB.
 
 Per collection partition, like the stages it reads, because a partition's rows can then be
-replaced on their own (`replace_partition`) when its images change. It follows `clip_model`
-rather than the daily refresh: embeddings only mean something next to the model that made them,
-so the index is rebuilt for every partition after a new model (ARCHITECTURE.md, "Refresh").
+replaced on their own (`replace_partition`) when its images change. It is not in the refresh job
+(which runs before any model exists) but follows its inputs declaratively (its `automation_condition`),
+evaluated by the automation condition sensor (ARCHITECTURE.md, "Refresh").
 """
 
 import dagster as dg
@@ -55,6 +55,13 @@ class NftIndexConfig(dg.Config):
     partitions_def=collection_partitions,
     deps=[clip_model, standardized_images, captions],
     check_specs=[INDEX_ROWS_EQUAL_IMAGES],
+    # `eager`: a partition is requested once any of its inputs updated since it was last run or requested,
+    # i.e. its own `standardized_images` / `captions` (the daily refresh of that collection) or
+    # `clip_model` (unpartitioned, so a new model re-indexes every partition: vectors of two models
+    # are not comparable), and a new collection's partition once it has inputs. Never while an input
+    # is missing (no model yet: the run would fail) or in progress (the refresh run or the training
+    # still writing), so a refresh run or a training run triggers one re-index when it finishes.
+    automation_condition=dg.AutomationCondition.eager(),
     pool="search_index",  # one index writer at a time: index builds commit like writes (see ensure_indexes)
 )
 def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:

@@ -24,9 +24,10 @@ ALL_ASSETS = [
     index.nft_index,
     report.cvi_report,
 ]
-# What needs a trained model: per collection, but it runs after `clip_model`, not with the stages
-# that prepare a collection (the `collection_pipeline` job and the daily refresh run before any
-# model exists, so they would fail on it). See ARCHITECTURE.md, "Refresh".
+# What needs a trained model: per collection, but not with the stages that prepare a collection
+# (the `collection_pipeline` job and the daily refresh run before any model exists, so they would
+# fail on it). It follows its inputs and the model through its automation condition, evaluated
+# by `automation.automation_conditions`. See ARCHITECTURE.md, "Refresh".
 MODEL_DEPENDENT_PARTITIONED = [index.nft_index]
 PARTITIONED_ASSETS = [
     a for a in ALL_ASSETS if a.partitions_def is collection_partitions and a not in MODEL_DEPENDENT_PARTITIONED
@@ -39,7 +40,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=ALL_ASSETS,
         jobs=[automation.collection_pipeline_job(PARTITIONED_ASSETS)],
         schedules=[automation.daily_refresh],
-        sensors=[automation.catalog_discovery],
+        sensors=[automation.catalog_discovery, automation.automation_conditions],
         resources=resources or local_resources(),
     )
 
@@ -56,7 +57,7 @@ DEMO_LOGGING = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 def materialize_collections(instance: dg.DagsterInstance, resources: dict, partitions: list[str] | None = None) -> list[str]:
     """Materialize `collections`, every per-collection asset for each partition (or the given ones),
     then the model and the report over them, then the search index of each partition with that
-    model. Used by `nft-pipeline demo`; raises if a run fails."""
+    model (in process, where no sensor runs to do it). Used by `nft-pipeline demo`; raises if a run fails."""
     dg.materialize([ingest.collections], instance=instance, resources=resources, run_config=DEMO_LOGGING)
     keys = partitions or instance.get_dynamic_partitions(collection_partitions.name)
     for key in keys:

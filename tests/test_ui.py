@@ -3,8 +3,8 @@
 `dagster-webserver -w workspace.yaml` runs as its own process against a temporary `DAGSTER_HOME`
 (a copy of the repository's `dagster.yaml`), after `collections` has been materialized against
 the sample gateway so that the collection partitions exist. GraphQL must list every asset of the
-`Definitions` with exactly its upstream keys, its partitions and pools, and the job, schedule and
-sensor. Headless Chromium, driven over the DevTools protocol, then screenshots the global asset
+`Definitions` with exactly its upstream keys, its partitions and pools, the job, the schedule, and
+the sensors, running. Headless Chromium, driven over the DevTools protocol, then screenshots the global asset
 lineage (all groups expanded) and the launch dialog of `tokens` with the `cryptopunks` partition
 selected, and launches that run from the dialog: it must be queued for exactly that partition.
 
@@ -143,12 +143,15 @@ def test_ui_lists_every_asset_edge_partition_and_automation(ui):
     assert set(seen["raw_media"]["pools"]) == {"download"} and set(seen["clip_model"]["pools"]) == {"training"}
 
     repos = ui.graphql(
-        "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } schedules { name cronSchedule } sensors { name } } } } }"
+        "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } schedules { name cronSchedule }"
+        " sensors { name sensorState { status } } } } } }"
     )["repositoriesOrError"]["nodes"]
     [repo] = repos
     assert PIPELINE_JOB in {j["name"] for j in repo["jobs"]}
     assert repo["schedules"] == [{"name": "daily_refresh", "cronSchedule": "0 4 * * *"}]
-    assert repo["sensors"] == [{"name": "catalog_discovery"}]
+    sensors = {sensor["name"]: sensor["sensorState"]["status"] for sensor in repo["sensors"]}
+    # Both run without anyone turning them on: the index follows refreshes and new models by itself.
+    assert sensors == {"catalog_discovery": "RUNNING", "default_automation_condition_sensor": "RUNNING"}
 
 
 # --- the UI in headless Chromium (tests/chromium.py) ----------------------------------------------
