@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--settings", default=",".join(f"{mode}:{p}" for mode, p in SETTINGS), help="mode:p pairs to run, comma-separated"
+    )
     parser.add_argument("--max-examples", type=int, default=None, help="a fixed-seed sample of this many pairs")
     parser.add_argument("--out", type=Path, default=None, help="run directories (default: <data-dir>/experiments/masking)")
     args = parser.parse_args()
@@ -47,7 +50,8 @@ def main() -> None:
     components = component_lookup(read_table(layout.partition_path("components", slug), schemas.COMPONENTS))
     out = args.out or layout.root / "experiments" / "masking"
     results = []
-    for mode, probability in SETTINGS:
+    settings = [(mode, float(p)) for mode, p in (item.split(":") for item in args.settings.split(","))]
+    for mode, probability in settings:
         config = TrainConfig(
             split="by_token", epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             masking_mode=mode, masking_probability=probability, seed=args.seed, num_workers=2,
