@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +56,13 @@ from nft_pipeline.train.loop import RUN_FILE, TrainingRun
 from nft_pipeline.train.model import ClipBundle, ImagePreprocessing, image_embeddings, load_clip, text_embeddings
 from nft_pipeline.train.prepared import composite_over, resize_and_crop
 from nft_pipeline.train.tables import training_examples
+
+# Once imported, LanceDB warns at every fork of the process that its async runtime might deadlock
+# in the child. The children this package forks (training and embedding DataLoader workers, in a
+# Dagster process that also imported this module) only read the memory-mapped image store and
+# never call LanceDB, which is the case the warning is about; the standardize and download pools
+# use forkserver and spawn. Without the filter a demo run prints it for every worker started.
+warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
 
 log = logging.getLogger(__name__)
 
