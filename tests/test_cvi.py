@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from threadpoolctl import threadpool_info
 
 from nft_pipeline.cvi import (
     CviResult,
@@ -127,6 +128,19 @@ def test_block_size_and_streaming_do_not_change_the_answer() -> None:
         text_moments.add(texts[start:stop])
     assert_same_cvi(cvi_from_moments(image_moments, text_moments), whole, rel=1e-10)
     assert image_moments.n == feature_moments(images).n == 1000
+
+
+def test_concurrent_streams_equal_one_stream_and_restore_blas_threads() -> None:
+    """`cvi` gathers images and texts in two threads with fewer BLAS threads: same answer, and the
+    process's BLAS thread count is what it was once the call returns (also after an error)."""
+    images, texts = collection_features(np.random.default_rng(14), 3000, 64, spread=0.01)
+    blas_threads = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas_threads, "numpy's BLAS is not visible to threadpoolctl"
+    one_stream = cvi_from_moments(feature_moments(images, 700), feature_moments(texts, 700))
+    assert_same_cvi(cvi(images, texts, block_rows=700), one_stream, rel=1e-12)
+    with pytest.raises(ValueError, match="zero or not finite"):
+        cvi(images, np.zeros_like(texts))
+    assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == blas_threads
 
 
 def test_float16_input() -> None:
