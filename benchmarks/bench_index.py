@@ -13,7 +13,8 @@ Printed as markdown tables (docs/search.md holds the results and the command):
    token indexed, queried with caption embeddings;
 4. end to end, `NftSearch.text` (tokenise + text encoder + search) on that real index.
 
-Latency is the async LanceDB call the search API makes, with the columns a hit shows.
+Latency is what the search API does for a vector query: the async LanceDB call (keys and distances)
+and the lookup of the columns a hit shows in `HitDetails`.
 
     python benchmarks/bench_index.py                                # everything (about 1 h on 2 shared cores)
     python benchmarks/bench_index.py --synthetic-rows 20000 --punks 1000 --nouns 200 --epochs 1  # a quick look
@@ -57,7 +58,7 @@ from nft_pipeline.index import (
     lance_path,
     replace_partition,
 )
-from nft_pipeline.search import NftSearch, nearest_rows
+from nft_pipeline.search import HitDetails, NftSearch, nearest_hits
 from nft_pipeline.train import TrainConfig, TrainingExample, train_clip
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
 from nft_pipeline.web.app import IMAGES_DIR, create_app
@@ -131,14 +132,15 @@ def p50_p99(milliseconds: list[float]) -> tuple[float, float]:
 async def probe(db_path: Path, queries: np.ndarray, settings: AnnSettings) -> tuple[list[float], list[list[str]]]:
     """Milliseconds and "collection/token_id" keys of each query's top 10, after two warm-up queries."""
     table = await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME)
+    details = await HitDetails.load(table)
     for query in queries[:2]:
-        await nearest_rows(table, query, K, settings)
+        await nearest_hits(table, details, query, K, settings)
     times, ids = [], []
     for query in queries:
         started = time.perf_counter()
-        rows = await nearest_rows(table, query, K, settings)
+        hits = await nearest_hits(table, details, query, K, settings)
         times.append((time.perf_counter() - started) * 1000.0)
-        ids.append([f"{row['collection']}/{row['token_id']}" for row in rows])
+        ids.append([f"{hit.collection}/{hit.token_id}" for hit in hits])
     return times, ids
 
 
@@ -304,6 +306,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic-rows", type=int, default=100_000)
     parser.add_argument("--skip-synthetic", action="store_true", help="only the real sample collections")
+    parser.add_argument("--skip-real", action="store_true", help="only the synthetic tables (no model trained)")
     parser.add_argument("--punks", type=int, default=10_000)
     parser.add_argument("--nouns", type=int, default=1_000)
     parser.add_argument("--epochs", type=int, default=6, help="training epochs of the demo model")
@@ -315,11 +318,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = arguments.work_dir or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        model_dir, examples = trained_model(work, arguments.punks, arguments.nouns, arguments.epochs)
         rng = np.random.default_rng(0)
         if not arguments.skip_synthetic:
             flat_threshold(work, rng)
             synthetic(work, arguments.synthetic_rows, rng, settings)
+        if arguments.skip_real:
+            return
+        model_dir, examples = trained_model(work, arguments.punks, arguments.nouns, arguments.epochs)
         data_dir = real(work, model_dir, examples, settings)
         asyncio.run(end_to_end(data_dir, examples))
         if arguments.screenshot:

@@ -19,6 +19,12 @@ Queries:
 Filters (`collection`, `traits` as "Type=Female 2") narrow the candidates before ranking
 (LanceDB prefilter), so k results come back whenever k tokens match.
 
+What a hit shows besides its key (name, caption, tags) is served from memory (`HitDetails`), so a
+vector query returns only keys and distances: each extra column cost about 1 ms a query. The
+search follows the table: `refresh` (at most every few seconds, before a query) moves to the
+newest version once a partition is re-indexed, with its details and, after a new model, the
+model the new vectors were embedded by.
+
 Bad input raises `SearchError` with a message meant for the person who typed it. A query longer
 than the text encoder's context (77 tokens) is encoded from its first 77 tokens and the result
 says so in `notices`.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -38,6 +45,7 @@ from typing import Any
 
 import lancedb
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.query import MatchQuery
 from PIL import Image
@@ -65,7 +73,10 @@ MAX_QUERY_CHARS = 1_000
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 RRF_K = 60  # the constant of Cormack et al.; damps the difference between the first few ranks
 HYBRID_CANDIDATES = 50  # per ranking; fusion reorders these, so a deep second page is not needed
-HIT_COLUMNS = ["collection", "token_id", "name", "caption", "tags"]  # what a hit shows; each column costs
+log = logging.getLogger(__name__)
+KEY_COLUMNS = ["collection", "token_id"]
+HIT_COLUMNS = [*KEY_COLUMNS, "name", "caption", "tags"]  # what a hit shows
+REFRESH_INTERVAL_S = 5.0  # how stale a running search may be after the index is rewritten
 
 TokenKey = tuple[str, str]
 
@@ -143,17 +154,42 @@ def _comparable(text: str | None) -> str:
     return fold_text(text or "").rstrip(".")
 
 
-def _key(row: dict[str, Any]) -> TokenKey:
-    return row["collection"], row["token_id"]
-
-
 def _hit(rank: int, score: float, similarity: float, row: dict[str, Any]) -> SearchHit:
     return SearchHit(rank, score, similarity, **{column: row[column] for column in HIT_COLUMNS})
 
 
-def _ranked_by_similarity(rows: list[dict[str, Any]]) -> list[SearchHit]:
-    """Hits from a vector query's rows (cosine distance = 1 - cosine similarity)."""
-    return [_hit(rank, 1.0 - row["_distance"], 1.0 - row["_distance"], row) for rank, row in enumerate(rows, 1)]
+def _keys(rows: pa.Table) -> list[TokenKey]:
+    return list(zip(rows["collection"].to_pylist(), rows["token_id"].to_pylist(), strict=True))
+
+
+class HitDetails:
+    """The columns a hit shows (`HIT_COLUMNS`) of every row of one table version, held in memory.
+
+    Why: LanceDB 0.40 spends about 1 ms per query on each column it fetches beside the vector
+    search, 4 of the 12 ms a 100,000-row query took (docs/search.md); a lookup here takes
+    microseconds. Kept as the table's Arrow columns (compact) and a key -> row map.
+    """
+
+    def __init__(self, rows: pa.Table, version: int):
+        self.version = version
+        self._rows = rows
+        self._row_of = {key: row for row, key in enumerate(_keys(rows))}
+
+    @classmethod
+    async def load(cls, table: lancedb.AsyncTable) -> HitDetails:
+        """The details of the version `table` has checked out (a table read once, a few columns)."""
+        version = await table.version()
+        return cls(await table.query().select(HIT_COLUMNS).to_arrow(), version)
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def __contains__(self, key: TokenKey) -> bool:
+        return key in self._row_of
+
+    def rows(self, keys: Sequence[TokenKey]) -> list[dict[str, Any]]:
+        """The HIT_COLUMNS of each key, in order (KeyError for a key this version does not hold)."""
+        return self._rows.take(pa.array([self._row_of[key] for key in keys], pa.int64())).to_pylist()
 
 
 def _timings(started: float, encoded: float) -> dict[str, float]:
@@ -171,21 +207,22 @@ def _check_k(k: int) -> None:
         raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
 
 
-class NftSearch:
-    """The model and the table, opened once (`await NftSearch.open(data_dir)`), answering queries."""
+@dataclass(frozen=True)
+class IndexVersion:
+    """One version of the table and what answering from it needs. `NftSearch` swaps it whole on
+    refresh, so a query never mixes the keys of one version with the details of another."""
 
-    def __init__(self, table: lancedb.AsyncTable, model: EmbeddingModel, has_text_index: bool, settings: AnnSettings):
-        self.table = table
-        self.model = model
-        self.has_text_index = has_text_index
-        self.settings = settings
+    table: lancedb.AsyncTable
+    details: HitDetails
+    model: EmbeddingModel
+    has_text_index: bool
 
     @classmethod
     async def open(
-        cls, data_dir: Path, model_dir: Path | None = None, settings: AnnSettings = DEFAULT_ANN
-    ) -> NftSearch:
-        """Open the index under `data_dir` with the model it was built with (or `model_dir`, if the same run)."""
-        db_path = lance_path(data_dir)
+        cls, db_path: Path, data_dir: Path, model_dir: Path | None, loaded: EmbeddingModel | None = None
+    ) -> IndexVersion:
+        """The newest version: indexes loaded, details read, the model its vectors were embedded by
+        (`loaded` reused when it is that model; `model_dir` if given, else where the table records it)."""
         if not (db_path / f"{TABLE_NAME}.lance").is_dir():
             raise IndexMissing(db_path)
         table = await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME)
@@ -193,7 +230,9 @@ class NftSearch:
         if not recorded:
             raise IndexMissing(db_path)
         run_id = recorded[0]["model_run_id"]
-        model = EmbeddingModel.load(model_dir or _recorded_model_dir(Path(data_dir), run_id, recorded[0]["model_dir"]))
+        model = loaded
+        if model is None or model.run_id != run_id:
+            model = EmbeddingModel.load(model_dir or _recorded_model_dir(data_dir, run_id, recorded[0]["model_dir"]))
         if model.run_id != run_id:
             raise SearchError(
                 f"{model.model_dir} is model {model.run_id}, but the index holds embeddings of model {run_id}: "
@@ -203,9 +242,74 @@ class NftSearch:
         for index in indexes:
             # Loaded now rather than partition by partition by the first queries (30-45 ms each, not 10).
             await table.prewarm_index(index.name)
-        search = cls(table, model, any(index.columns == [CAPTION_COLUMN] for index in indexes), settings)
+        has_text_index = any(index.columns == [CAPTION_COLUMN] for index in indexes)
+        return cls(table, await HitDetails.load(table), model, has_text_index)
+
+
+class NftSearch:
+    """The model and the table, opened once (`await NftSearch.open(data_dir)`), answering queries."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        current: IndexVersion,
+        settings: AnnSettings,
+        model_dir: Path | None = None,
+        refresh_interval_s: float = REFRESH_INTERVAL_S,
+    ):
+        self.data_dir = data_dir
+        self.current = current
+        self.settings = settings
+        self.model_dir = model_dir  # a model the user chose; otherwise the one the table records
+        self.refresh_interval_s = refresh_interval_s
+        self._checked_at = time.monotonic()
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path,
+        model_dir: Path | None = None,
+        settings: AnnSettings = DEFAULT_ANN,
+        refresh_interval_s: float = REFRESH_INTERVAL_S,
+    ) -> NftSearch:
+        """Open the index under `data_dir` with the model it was built with (or `model_dir`, if the same
+        run); queries look for a newer table version at most every `refresh_interval_s` seconds."""
+        data_dir = Path(data_dir)
+        current = await IndexVersion.open(lance_path(data_dir), data_dir, model_dir)
+        search = cls(data_dir, current, settings, model_dir, refresh_interval_s)
         await search.text("warm up")  # the first pass through the model costs a few times a later one
         return search
+
+    @property
+    def model(self) -> EmbeddingModel:
+        return self.current.model
+
+    async def refresh(self) -> bool:
+        """Move to the table's newest version if it changed (a partition re-indexed, a new model).
+
+        The new version is opened and read beside the old one and then swapped in, so queries
+        running meanwhile finish on the old one. True if it moved.
+        """
+        self._checked_at = time.monotonic()
+        latest = await (await lancedb.connect_async(lance_path(self.data_dir))).open_table(TABLE_NAME)
+        if await latest.version() == self.current.details.version:
+            return False
+        self.current = await IndexVersion.open(lance_path(self.data_dir), self.data_dir, self.model_dir, self.model)
+        return True
+
+    async def _current(self) -> IndexVersion:
+        """The version to answer from, refreshed first if the last check is older than the interval.
+
+        A newer version that cannot be opened (its model gone, another model than --model-dir, the
+        table deleted) is logged and the open one kept: answers stay right for the version they
+        come from, and the next check tries again.
+        """
+        if time.monotonic() - self._checked_at >= self.refresh_interval_s:
+            try:
+                await self.refresh()
+            except (SearchError, IndexMissing, OSError, ValueError) as error:
+                log.warning("search stays on index version %s: %s", self.current.details.version, error)
+        return self.current
 
     async def text(
         self,
@@ -218,16 +322,17 @@ class NftSearch:
         """Tokens whose images match `query`; with `hybrid`, fused with a word match on their captions."""
         started = time.perf_counter()
         _check_k(k)
-        query, notices = self._clean_query(query)
+        index = await self._current()
+        query, notices = _clean_query(query, index.model)
         where = filter_sql(collection, traits)
-        if hybrid and not self.has_text_index:
+        if hybrid and not index.has_text_index:
             raise SearchError("hybrid search needs the caption index: materialize the `nft_index` asset again")
-        vector = self.model.embed_texts([query])[0]
+        vector = index.model.embed_texts([query])[0]
         encoded = time.perf_counter()
         if hybrid:
-            hits = await self._hybrid(query, vector, k, where)
+            hits = await self._hybrid(index, query, vector, k, where)
         else:
-            hits = _ranked_by_similarity(await self._nearest(vector, k, where))
+            hits = await nearest_hits(index.table, index.details, vector, k, self.settings, where)
         return SearchResults(
             hits=hits,
             mode="hybrid" if hybrid else "text",
@@ -246,14 +351,16 @@ class NftSearch:
         """Tokens whose images are nearest to this token's image (itself left out), optionally in one collection."""
         started = time.perf_counter()
         _check_k(k)
-        rows = await self._token_rows(collection, token_id, [VECTOR_COLUMN])
+        index = await self._current()
+        rows = await _token_rows(index.table, collection, token_id, [VECTOR_COLUMN])
         if not rows:
             raise UnknownToken(f"token {collection}/{token_id} is not in the index (check the collection slug and id)")
         where = filter_sql(in_collection, traits, exclude=(collection, token_id))
         found = time.perf_counter()
-        hits = _ranked_by_similarity(await self._nearest(np.asarray(rows[0][VECTOR_COLUMN]), k, where))
         return SearchResults(
-            hits=hits,
+            hits=await nearest_hits(
+                index.table, index.details, np.asarray(rows[0][VECTOR_COLUMN]), k, self.settings, where
+            ),
             mode="similar_to_token",
             timings_ms=_timings(started, found),
         )
@@ -264,94 +371,102 @@ class NftSearch:
         """Tokens whose images are nearest to `image` (a file or its bytes, any format Pillow reads)."""
         started = time.perf_counter()
         _check_k(k)
-        vector = self.model.embed_images([_open_image(image)])[0]
+        index = await self._current()
+        vector = index.model.embed_images([_open_image(image)])[0]
         encoded = time.perf_counter()
-        hits = _ranked_by_similarity(await self._nearest(vector, k, filter_sql(collection, traits)))
         return SearchResults(
-            hits=hits,
+            hits=await nearest_hits(
+                index.table, index.details, vector, k, self.settings, filter_sql(collection, traits)
+            ),
             mode="similar_to_image",
             timings_ms=_timings(started, encoded),
         )
 
     async def token(self, collection: str, token_id: str) -> SearchHit | None:
         """One indexed token (score 1: it is its own best match), or None."""
-        rows = await self._token_rows(collection, token_id, HIT_COLUMNS)
-        return _hit(0, 1.0, 1.0, rows[0]) if rows else None
+        details = (await self._current()).details
+        key = (collection, token_id)
+        return _hit(0, 1.0, 1.0, details.rows([key])[0]) if key in details else None
 
     async def png_path(self, collection: str, token_id: str) -> str | None:
         """The standardized PNG the index records for a token (as written: absolute or data-dir relative)."""
-        rows = await self._token_rows(collection, token_id, ["png_path"])
+        rows = await _token_rows((await self._current()).table, collection, token_id, ["png_path"])
         return rows[0]["png_path"] if rows else None
 
     async def collections(self) -> list[dict[str, Any]]:
         """Every indexed collection with its token count, largest first."""
-        names = (await self.table.query().select(["collection"]).to_arrow())["collection"]
+        names = (await (await self._current()).table.query().select(["collection"]).to_arrow())["collection"]
         counts = pc.value_counts(names).to_pylist()
         return sorted(({"collection": c["values"], "tokens": c["counts"]} for c in counts), key=lambda c: -c["tokens"])
 
-    def _clean_query(self, query: str) -> tuple[str, list[str]]:
-        notices = []
-        query = " ".join(query.split())
-        if not query:
-            raise SearchError('empty query: type what you are looking for, e.g. "female with blonde bob and earring"')
-        if len(query) > MAX_QUERY_CHARS:
-            query = query[:MAX_QUERY_CHARS]
-            notices.append(f"query cut to its first {MAX_QUERY_CHARS} characters")
-        tokens = self.model.count_text_tokens(query)
-        if tokens > self.model.context_length:
-            notices.append(
-                f"query is {tokens} tokens long; the text encoder read its first {self.model.context_length} "
-                "(start and end markers included) and ignored the rest"
-            )
-        return query, notices
-
-    async def _token_rows(self, collection: str, token_id: str, columns: list[str]) -> list[dict[str, Any]]:
-        where = f"collection = {sql_literal(collection)} AND token_id = {sql_literal(token_id)}"
-        return (await self.table.query().where(where).select(columns).limit(1).to_arrow()).to_pylist()
-
-    async def _nearest(self, vector: np.ndarray, limit: int, where: str | None) -> list[dict[str, Any]]:
-        return await nearest_rows(self.table, vector, limit, self.settings, where)
-
-    async def _matching_captions(self, query: str, limit: int, where: str | None) -> list[dict[str, Any]]:
-        """Rows whose captions share words with `query`, best BM25 first (a match query: no query syntax)."""
-        search = (
-            self.table.query()
-            .nearest_to_text(MatchQuery(query, CAPTION_COLUMN))
-            .select([*HIT_COLUMNS, VECTOR_COLUMN, "_score"])
-            .limit(limit)
-        )
-        if where:
-            search = search.where(where)
-        return (await search.to_arrow()).to_pylist()
-
-    async def _hybrid(self, query: str, vector: np.ndarray, k: int, where: str | None) -> list[SearchHit]:
+    async def _hybrid(
+        self, index: IndexVersion, query: str, vector: np.ndarray, k: int, where: str | None
+    ) -> list[SearchHit]:
         candidates = max(HYBRID_CANDIDATES, k)
         by_vector, by_words = await asyncio.gather(
-            self._nearest(vector, candidates, where), self._matching_captions(query, candidates, where)
+            nearest_keys(index.table, vector, candidates, self.settings, where),
+            _matching_captions(index.table, query, candidates, where),
         )
-        rows = {_key(row): row for row in by_words} | {_key(row): row for row in by_vector}
-        similarity = {_key(row): 1.0 - row["_distance"] for row in by_vector}
-        for row in by_words:
-            similarity.setdefault(_key(row), float(np.dot(np.asarray(row[VECTOR_COLUMN]), vector)))
-        fused = reciprocal_rank_fusion([[_key(row) for row in by_vector], [_key(row) for row in by_words]])
+        vector_keys, word_keys = _keys(by_vector), _keys(by_words)
+        similarity = dict(zip(vector_keys, (1.0 - d for d in by_vector["_distance"].to_pylist()), strict=True))
+        for key, stored in zip(word_keys, by_words[VECTOR_COLUMN].to_pylist(), strict=True):
+            similarity.setdefault(key, float(np.dot(np.asarray(stored), vector)))
+        fused = reciprocal_rank_fusion([vector_keys, word_keys])
+        rows = dict(zip(fused, index.details.rows(list(fused)), strict=True))
         wanted = _comparable(query)
         exact = {key for key, row in rows.items() if wanted in (_comparable(row["caption"]), _comparable(row["name"]))}
         order = sorted(fused, key=lambda key: (key not in exact, -fused[key], key))
         return [_hit(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
 
 
-async def nearest_rows(
+def _clean_query(query: str, model: EmbeddingModel) -> tuple[str, list[str]]:
+    notices = []
+    query = " ".join(query.split())
+    if not query:
+        raise SearchError('empty query: type what you are looking for, e.g. "female with blonde bob and earring"')
+    if len(query) > MAX_QUERY_CHARS:
+        query = query[:MAX_QUERY_CHARS]
+        notices.append(f"query cut to its first {MAX_QUERY_CHARS} characters")
+    tokens = model.count_text_tokens(query)
+    if tokens > model.context_length:
+        notices.append(
+            f"query is {tokens} tokens long; the text encoder read its first {model.context_length} "
+            "(start and end markers included) and ignored the rest"
+        )
+    return query, notices
+
+
+async def _token_rows(table: lancedb.AsyncTable, collection: str, token_id: str, columns: list[str]) -> list[dict]:
+    where = f"collection = {sql_literal(collection)} AND token_id = {sql_literal(token_id)}"
+    return (await table.query().where(where).select(columns).limit(1).to_arrow()).to_pylist()
+
+
+async def _matching_captions(table: lancedb.AsyncTable, query: str, limit: int, where: str | None) -> pa.Table:
+    """Keys and vectors of rows whose captions share words with `query`, best BM25 first (a match
+    query: no query syntax)."""
+    search = (
+        table.query()
+        .nearest_to_text(MatchQuery(query, CAPTION_COLUMN))
+        .select([*KEY_COLUMNS, VECTOR_COLUMN, "_score"])
+        .limit(limit)
+    )
+    if where:
+        search = search.where(where)
+    return await search.to_arrow()
+
+
+async def nearest_keys(
     table: lancedb.AsyncTable,
     vector: np.ndarray,
     limit: int,
     settings: AnnSettings = DEFAULT_ANN,
     where: str | None = None,
-    columns: Sequence[str] = HIT_COLUMNS,
-) -> list[dict[str, Any]]:
-    """The `limit` rows nearest to `vector` by cosine distance (`_distance`), filtered by `where` first.
+) -> pa.Table:
+    """Keys (collection, token_id) and cosine distances (`_distance`) of the `limit` rows nearest to
+    `vector`, filtered by `where` first.
 
-    With a vector index, `nprobes` partitions are searched and the PQ candidates re-ranked with
-    the stored vectors, so distances are exact; without one, every row is compared.
+    With a vector index, `nprobes` partitions are searched and the quantized candidates re-ranked
+    with the stored vectors, so distances are exact; without one, every row is compared.
     """
     query = (
         table.query()
@@ -359,12 +474,28 @@ async def nearest_rows(
         .distance_type("cosine")
         .nprobes(settings.nprobes)
         .refine_factor(settings.refine_factor)
-        .select([*columns, "_distance"])
+        .select([*KEY_COLUMNS, "_distance"])
         .limit(limit)
     )
     if where:
         query = query.where(where)
-    return (await query.to_arrow()).to_pylist()
+    return await query.to_arrow()
+
+
+async def nearest_hits(
+    table: lancedb.AsyncTable,
+    details: HitDetails,
+    vector: np.ndarray,
+    limit: int,
+    settings: AnnSettings = DEFAULT_ANN,
+    where: str | None = None,
+) -> list[SearchHit]:
+    """The `limit` hits nearest to `vector`, ranked by cosine similarity (= 1 - cosine distance);
+    `details` must be of the version `table` has checked out."""
+    nearest = await nearest_keys(table, vector, limit, settings, where)
+    rows = details.rows(_keys(nearest))
+    similarities = [1.0 - distance for distance in nearest["_distance"].to_pylist()]
+    return [_hit(rank, sim, sim, row) for rank, (sim, row) in enumerate(zip(similarities, rows, strict=True), 1)]
 
 
 def _recorded_model_dir(data_dir: Path, run_id: str, recorded: str) -> Path:

@@ -8,6 +8,8 @@ as a second collection). Everything else here does not depend on how good the mo
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -325,6 +327,56 @@ def test_search_command_prints_a_table(indexed, capsys):
     run_cli(["search", "anything", "--trait", "Type=Female", "2", "-k", "50", "--data-dir", str(indexed.data_dir)])
     rows = [line for line in capsys.readouterr().out.splitlines() if "CryptoPunk #" in line]
     assert rows and all("Female 2" in row for row in rows)
+
+
+def test_an_open_search_follows_the_table_to_its_newest_version(indexed, tmp_path, caplog):
+    """A re-indexed partition, then a new model: the open search answers from the version it has
+    (consistently: keys and shown columns of one version) until it refreshes, then from the newest."""
+    db_path = lance_path(tmp_path)
+    nouns = indexed.rows["nouns"]
+    replace_partition(db_path, "nouns", nouns.slice(0, 10))
+    renamed = nouns.set_column(
+        nouns.schema.get_field_index("name"), "name", pa.array([f"Renamed {i}" for i in range(len(nouns))])
+    )
+    late_token = nouns["token_id"][40].as_py()
+    other_model = shutil.copytree(indexed.model.model_dir, tmp_path / "other_model")  # no run.json: a new run id
+    other_run_id = EmbeddingModel.load(other_model).run_id
+    assert other_run_id != indexed.model.run_id
+    retrained = renamed.set_column(
+        renamed.schema.get_field_index("model_run_id"), "model_run_id", pa.array([other_run_id] * len(nouns))
+    ).set_column(renamed.schema.get_field_index("model_dir"), "model_dir", pa.array([str(other_model)] * len(nouns)))
+    query = indexed.nouns[3].caption.caption
+
+    async def scenario():
+        search = await NftSearch.open(tmp_path, refresh_interval_s=3600.0)
+        before = await search.text(query, k=20)
+        assert len(before.hits) == 10
+        replace_partition(db_path, "nouns", renamed)
+        stale = await search.text(query, k=20)  # not refreshed yet: the old version, whole
+        assert keys(stale) == keys(before) and [hit.name for hit in stale.hits] == [hit.name for hit in before.hits]
+        assert await search.token("nouns", late_token) is None
+        assert await search.refresh() is True
+        fresh = await search.text(query, k=20)
+        assert len(fresh.hits) == 20 and all(hit.name.startswith("Renamed ") for hit in fresh.hits)
+        assert (await search.token("nouns", late_token)).name == "Renamed 40"
+        assert await search.refresh() is False and search.model.run_id == indexed.model.run_id
+
+        replace_partition(db_path, "nouns", retrained)  # embeddings of another model: it is loaded too
+        search.refresh_interval_s = 0.0  # from now on every query looks for a newer version first
+        after_training = await search.text(query, k=5)
+        assert search.model.run_id == other_run_id and search.model.model_dir == other_model.resolve()
+        assert keys(after_training)[0] == keys(fresh)[0]  # same weights, so the same best match
+
+        lost = retrained.set_column(
+            retrained.schema.get_field_index("model_run_id"), "model_run_id", pa.array(["gone"] * len(nouns))
+        ).set_column(retrained.schema.get_field_index("model_dir"), "model_dir", pa.array(["/nowhere"] * len(nouns)))
+        replace_partition(db_path, "nouns", lost)  # a version whose model cannot be found: keep answering
+        kept = await search.text(query, k=5)
+        assert keys(kept) == keys(after_training) and search.model.run_id == other_run_id
+
+    with caplog.at_level(logging.WARNING, logger="nft_pipeline.search"):
+        asyncio.run(scenario())
+    assert any("stays on index version" in record.message and "gone" in record.message for record in caplog.records)
 
 
 def test_indexes_follow_the_table_size(indexed, tmp_path):
