@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -119,6 +120,19 @@ def test_tags_without_a_visible_component_are_never_masked(tmp_path):
         assert image.tag_masks.shape == (len(examples[index].caption.tags), SIZE, SIZE)
         masked = mask(examples[index], image, settings, masking_rng(0, 0, index))
         assert masked.masked_tags == () and masked.text == examples[index].caption.caption
+
+
+def test_a_token_without_tags_is_stored_with_no_masks(tmp_path):
+    """A caption without tags (a token without traits, as some mixed-media tokens are) prepares to
+    zero masks, in the store as in memory (the store once failed to pack zero masks)."""
+    examples, components = punks_inputs(range(3), tmp_path / "punks")
+    untagged = [replace(examples[0], caption=replace(examples[0].caption, tags=[])), *examples[1:]]
+    store = build_prepared_store(image_sources(untagged), components, PREPROCESSING, WHITE, tmp_path / "store", 0)
+    assert len(store) == 3
+    assert store[0].tag_masks.shape == (0, SIZE, SIZE)
+    assert store[1].tag_masks.shape == (len(examples[1].caption.tags), SIZE, SIZE)
+    in_memory = prepare_image(image_sources(untagged)[0], components, PREPROCESSING, WHITE)
+    assert np.array_equal(store[0].rgb, in_memory.rgb)
 
 
 def test_one_and_each_modes_draw_as_specified():

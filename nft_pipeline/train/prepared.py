@@ -208,7 +208,7 @@ def build_prepared_store(
     for index, prepared in enumerate(loader):
         images[index] = prepared.rgb
         masks[tag_offsets[index] : tag_offsets[index + 1]] = np.packbits(
-            prepared.tag_masks.reshape(len(prepared.tag_masks), -1), axis=1
+            prepared.tag_masks.reshape(len(prepared.tag_masks), size * size), axis=1  # 0 tags: 0 rows
         )
         background[index] = prepared.background_rgb
     images.flush()
