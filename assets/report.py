@@ -9,6 +9,7 @@ import pyarrow as pa
 from assets.checks import check_result, check_spec
 from assets.images import standardized_images
 from assets.model import clip_model
+from assets.partitions import collection_partitions
 from assets.table_metadata import image_markdown, table_metadata
 from assets.text import captions
 from nft_pipeline import schemas
@@ -25,6 +26,9 @@ CVI_FINITE = check_spec("cvi_report", "cvi_finite", "CVI and its variance terms 
 
 class CviReportConfig(dg.Config):
     run_id: str = ""  # empty: the latest finished training run (`trained_run`, as `nft_index` picks it)
+    # Empty: every collection partition, those the model was trained on and held-out ones (the
+    # paper's test collections); alpha is fitted across them.
+    collections: list[str] = []
     sample_size: int = 2000  # pairs per collection (fixed seed); 0: every pair
     seed: int = 0
     alpha: float = 0.7
@@ -35,7 +39,7 @@ def cvi_report(context: dg.AssetExecutionContext, config: CviReportConfig, data_
     """Per collection and model: n pairs, CVI (alpha 0.7), its three terms, text-to-image top-1/5/10."""
     layout = data_dir.layout()
     run = trained_run(layout, config.run_id)
-    slugs = run["collections"]
+    slugs = config.collections or sorted(context.instance.get_dynamic_partitions(collection_partitions.name))
     images = pa.concat_tables([read_table(layout.partition_path("standardized_images", s), schemas.STANDARDIZED_IMAGES) for s in slugs])
     texts = pa.concat_tables([read_table(layout.partition_path("captions", s), schemas.CAPTIONS) for s in slugs])
     by_collection: dict = {}
@@ -46,11 +50,11 @@ def cvi_report(context: dg.AssetExecutionContext, config: CviReportConfig, data_
     train_config = TrainConfig.from_dict(json.loads(run["config_json"]))
     table = collection_rows(
         models, run["run_id"], by_collection, layout.root / "cvi_work" / run["run_id"], train_config,
-        config.sample_size or None, config.seed, config.alpha,
+        config.sample_size or None, config.seed, config.alpha, trained_on=run["collections"],
     )
     path = write_table(table, layout.table_path("cvi_report"), CVI_REPORT)
     report = write_report(table, layout.root / "reports" / "cvi")
-    summary = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k in ("collection", "model", "n_pairs", "cvi", "top1", "top5", "top10")} for r in table.to_pylist()]
+    summary = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k in ("collection", "in_training", "model", "n_pairs", "cvi", "top1", "top5", "top10")} for r in table.to_pylist()]
     metadata = table_metadata(table, path, best_alpha=report["alpha"], report=dg.MetadataValue.path(str(report["report"])))
     metadata["preview"] = dg.MetadataValue.md(markdown_table(summary))
     metadata["cvi_vs_top1"] = image_markdown(report["scatter"].read_bytes(), "CVI vs top-1")

@@ -36,7 +36,7 @@ SELECT * FROM t LEFT JOIN m USING (collection) LEFT JOIN i USING (collection)
 
 
 DEMO_MODEL_SQL = """
-SELECT c.collection, c.model, c.n_pairs, round(c.cvi, 6) AS cvi, round(c.top1, 3) AS top1,
+SELECT c.collection, c.in_training, c.model, c.n_pairs, round(c.cvi, 6) AS cvi, round(c.top1, 3) AS top1,
        round(c.top5, 3) AS top5, round(c.top10, 3) AS top10
 FROM {cvi_report} c ORDER BY c.collection, c.model DESC
 """

@@ -1,7 +1,8 @@
 """The CVI report: per collection and model, how hard its pairs are to tell apart, and retrieval.
 
-For each collection a fixed-seed sample of its (image, caption) pairs is embedded by the zero-shot
-model (the run's base) and by the fine-tuned one; CVI (alpha 0.7), its three variance terms and
+For each collection (by default every partition: those the run trained on, and held-out ones as
+the paper's test collections, marked by `in_training`) a fixed-seed sample of its (image, caption)
+pairs is embedded by the zero-shot model (the run's base) and by the fine-tuned one; CVI (alpha 0.7), its three variance terms and
 text-to-image top-1/5/10 within the collection are recorded. alpha is then fitted as the paper does
 (JSD between the L1-normalised CVI and top-1 distributions across collections) and the report is
 written as markdown with two plots.
@@ -10,7 +11,7 @@ written as markdown with two plots.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ CVI_REPORT = pa.schema(
     [
         pa.field("collection", pa.string(), nullable=False),
         pa.field("model", pa.string(), nullable=False),  # zero_shot | fine_tuned
+    pa.field("in_training", pa.bool_(), nullable=False),  # the run trained on this collection (else held out)
         pa.field("model_run", pa.string(), nullable=False),
         pa.field("model_path", pa.string()),
         pa.field("n_pairs", pa.int64(), nullable=False),
@@ -63,8 +65,10 @@ def collection_rows(
     sample_size: int | None,
     seed: int,
     alpha: float = 0.7,
+    trained_on: Collection[str] = (),
 ) -> pa.Table:
-    """One row per (collection, model); `models` maps zero_shot / fine_tuned to a loadable path or id."""
+    """One row per (collection, model); `models` maps zero_shot / fine_tuned to a loadable path or id,
+    `trained_on` names the collections the run trained on (the others are held out)."""
     rows: list[dict[str, Any]] = []
     for model_name, path in models.items():
         bundle = load_clip(path)
@@ -78,6 +82,7 @@ def collection_rows(
             rows.append(
                 {
                     "collection": collection,
+                    "in_training": collection in trained_on,
                     "model": model_name,
                     "model_run": run_id,
                     "model_path": str(path),

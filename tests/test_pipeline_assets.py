@@ -114,13 +114,18 @@ def test_cvi_report_names_every_collection_for_both_models(pipeline):
     layout, instance, resources = pipeline["layout"], pipeline["instance"], pipeline["resources"]
     result = dg.materialize([asset("cvi_report")], instance=instance, resources=resources)
     assert result.success
-    rows = layout.query("SELECT collection, model, n_pairs, cvi, top1 FROM {cvi_report}").to_pylist()
+    rows = layout.query("SELECT collection, in_training, model, n_pairs, cvi, top1 FROM {cvi_report}").to_pylist()
     assert {(r["collection"], r["model"]) for r in rows} == {
-        (c, m) for c in ("cryptopunks", "nouns") for m in ("zero_shot", "fine_tuned")
-    }
+        (c, m) for c in SUPPLIES for m in ("zero_shot", "fine_tuned")
+    }  # the model trained on punks and nouns; mixedmedia is held out
+    assert {r["collection"]: r["in_training"] for r in rows} == {"cryptopunks": True, "nouns": True, "mixedmedia": False}
     assert all(r["cvi"] > 0 and 0 <= r["top1"] <= 1 for r in rows)
     report = (layout.root / "reports" / "cvi" / "report.md").read_text()
-    assert "cryptopunks" in report and "nouns" in report and "Best alpha" in report
+    assert all(collection in report for collection in SUPPLIES) and "Best alpha" in report
+
+    only_nouns = {"ops": {"cvi_report": {"config": {"collections": ["nouns"]}}}}
+    assert dg.materialize([asset("cvi_report")], instance=instance, resources=resources, run_config=only_nouns).success
+    assert layout.query("SELECT DISTINCT collection FROM {cvi_report}").to_pylist() == [{"collection": "nouns"}]
     assert (layout.root / "reports" / "cvi" / "cvi_vs_top1.png").stat().st_size > 1000
 
 
