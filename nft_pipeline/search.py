@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 KEY_COLUMNS = ["collection", "token_id"]
 HIT_COLUMNS = [*KEY_COLUMNS, "name", "caption", "tags"]  # what a hit shows
 REFRESH_INTERVAL_S = 5.0  # how stale a running search may be after the index is rewritten
+DETAILS_MAX_ROWS = 5_000_000  # hit columns held in memory up to here (~1.7 GB), fetched per query beyond
 
 TokenKey = tuple[str, str]
 
@@ -163,23 +164,22 @@ def _keys(rows: pa.Table) -> list[TokenKey]:
 
 
 class HitDetails:
-    """The columns a hit shows (`HIT_COLUMNS`) of every row of one table version, held in memory.
+    """The shown columns of every row of one table version, held in memory.
 
     Why: LanceDB 0.40 spends about 1 ms per query on each column it fetches beside the vector
     search, 4 of the 12 ms a 100,000-row query took (docs/search.md); a lookup here takes
-    microseconds. Kept as the table's Arrow columns (compact) and a key -> row map.
+    microseconds. Kept as the table's Arrow columns (compact) and a key -> row map: about 340
+    bytes a token with short captions.
     """
 
-    def __init__(self, rows: pa.Table, version: int):
-        self.version = version
-        self._rows = rows
+    def __init__(self, rows: pa.Table):
+        self._rows = rows.combine_chunks()  # a take across LanceDB's ~100 batches costs 1.4 ms, 0.05 ms on one
         self._row_of = {key: row for row, key in enumerate(_keys(rows))}
 
     @classmethod
     async def load(cls, table: lancedb.AsyncTable) -> HitDetails:
         """The details of the version `table` has checked out (a table read once, a few columns)."""
-        version = await table.version()
-        return cls(await table.query().select(HIT_COLUMNS).to_arrow(), version)
+        return cls(await table.query().select(HIT_COLUMNS).to_arrow())
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -213,16 +213,23 @@ class IndexVersion:
     refresh, so a query never mixes the keys of one version with the details of another."""
 
     table: lancedb.AsyncTable
-    details: HitDetails
+    version: int
+    details: HitDetails | None  # None: the table outgrew `details_max_rows`; queries fetch the columns
     model: EmbeddingModel
     has_text_index: bool
 
     @classmethod
     async def open(
-        cls, db_path: Path, data_dir: Path, model_dir: Path | None, loaded: EmbeddingModel | None = None
+        cls,
+        db_path: Path,
+        data_dir: Path,
+        model_dir: Path | None,
+        loaded: EmbeddingModel | None = None,
+        details_max_rows: int = DETAILS_MAX_ROWS,
     ) -> IndexVersion:
-        """The newest version: indexes loaded, details read, the model its vectors were embedded by
-        (`loaded` reused when it is that model; `model_dir` if given, else where the table records it)."""
+        """The newest version: indexes loaded, details read (up to `details_max_rows` rows), the model
+        its vectors were embedded by (`loaded` reused when it is that model; `model_dir` if given,
+        else where the table records it)."""
         if not (db_path / f"{TABLE_NAME}.lance").is_dir():
             raise IndexMissing(db_path)
         table = await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME)
@@ -243,7 +250,9 @@ class IndexVersion:
             # Loaded now rather than partition by partition by the first queries (30-45 ms each, not 10).
             await table.prewarm_index(index.name)
         has_text_index = any(index.columns == [CAPTION_COLUMN] for index in indexes)
-        return cls(table, await HitDetails.load(table), model, has_text_index)
+        in_memory = await table.count_rows() <= details_max_rows
+        details = await HitDetails.load(table) if in_memory else None
+        return cls(table, await table.version(), details, model, has_text_index)
 
 
 class NftSearch:
@@ -256,12 +265,14 @@ class NftSearch:
         settings: AnnSettings,
         model_dir: Path | None = None,
         refresh_interval_s: float = REFRESH_INTERVAL_S,
+        details_max_rows: int = DETAILS_MAX_ROWS,
     ):
         self.data_dir = data_dir
         self.current = current
         self.settings = settings
         self.model_dir = model_dir  # a model the user chose; otherwise the one the table records
         self.refresh_interval_s = refresh_interval_s
+        self.details_max_rows = details_max_rows
         self._checked_at = time.monotonic()
 
     @classmethod
@@ -271,12 +282,14 @@ class NftSearch:
         model_dir: Path | None = None,
         settings: AnnSettings = DEFAULT_ANN,
         refresh_interval_s: float = REFRESH_INTERVAL_S,
+        details_max_rows: int = DETAILS_MAX_ROWS,
     ) -> NftSearch:
         """Open the index under `data_dir` with the model it was built with (or `model_dir`, if the same
-        run); queries look for a newer table version at most every `refresh_interval_s` seconds."""
+        run); queries look for a newer table version at most every `refresh_interval_s` seconds, and
+        the columns a hit shows are held in memory for tables of up to `details_max_rows` rows."""
         data_dir = Path(data_dir)
-        current = await IndexVersion.open(lance_path(data_dir), data_dir, model_dir)
-        search = cls(data_dir, current, settings, model_dir, refresh_interval_s)
+        current = await IndexVersion.open(lance_path(data_dir), data_dir, model_dir, None, details_max_rows)
+        search = cls(data_dir, current, settings, model_dir, refresh_interval_s, details_max_rows)
         await search.text("warm up")  # the first pass through the model costs a few times a later one
         return search
 
@@ -292,9 +305,11 @@ class NftSearch:
         """
         self._checked_at = time.monotonic()
         latest = await (await lancedb.connect_async(lance_path(self.data_dir))).open_table(TABLE_NAME)
-        if await latest.version() == self.current.details.version:
+        if await latest.version() == self.current.version:
             return False
-        self.current = await IndexVersion.open(lance_path(self.data_dir), self.data_dir, self.model_dir, self.model)
+        self.current = await IndexVersion.open(
+            lance_path(self.data_dir), self.data_dir, self.model_dir, self.model, self.details_max_rows
+        )
         return True
 
     async def _current(self) -> IndexVersion:
@@ -308,7 +323,7 @@ class NftSearch:
             try:
                 await self.refresh()
             except (SearchError, IndexMissing, OSError, ValueError) as error:
-                log.warning("search stays on index version %s: %s", self.current.details.version, error)
+                log.warning("search stays on index version %s: %s", self.current.version, error)
         return self.current
 
     async def text(
@@ -384,9 +399,12 @@ class NftSearch:
 
     async def token(self, collection: str, token_id: str) -> SearchHit | None:
         """One indexed token (score 1: it is its own best match), or None."""
-        details = (await self._current()).details
-        key = (collection, token_id)
-        return _hit(0, 1.0, 1.0, details.rows([key])[0]) if key in details else None
+        index, key = await self._current(), (collection, token_id)
+        if index.details is not None:
+            rows = index.details.rows([key]) if key in index.details else []
+        else:
+            rows = await _token_rows(index.table, collection, token_id, HIT_COLUMNS)
+        return _hit(0, 1.0, 1.0, rows[0]) if rows else None
 
     async def png_path(self, collection: str, token_id: str) -> str | None:
         """The standardized PNG the index records for a token (as written: absolute or data-dir relative)."""
@@ -403,16 +421,24 @@ class NftSearch:
         self, index: IndexVersion, query: str, vector: np.ndarray, k: int, where: str | None
     ) -> list[SearchHit]:
         candidates = max(HYBRID_CANDIDATES, k)
+        shown = KEY_COLUMNS if index.details is not None else HIT_COLUMNS
         by_vector, by_words = await asyncio.gather(
-            nearest_keys(index.table, vector, candidates, self.settings, where),
-            _matching_captions(index.table, query, candidates, where),
+            nearest_keys(index.table, vector, candidates, self.settings, where, shown),
+            _matching_captions(index.table, query, candidates, where, shown),
         )
         vector_keys, word_keys = _keys(by_vector), _keys(by_words)
         similarity = dict(zip(vector_keys, (1.0 - d for d in by_vector["_distance"].to_pylist()), strict=True))
         for key, stored in zip(word_keys, by_words[VECTOR_COLUMN].to_pylist(), strict=True):
             similarity.setdefault(key, float(np.dot(np.asarray(stored), vector)))
         fused = reciprocal_rank_fusion([vector_keys, word_keys])
-        rows = dict(zip(fused, index.details.rows(list(fused)), strict=True))
+        if index.details is not None:
+            rows = dict(zip(fused, index.details.rows(list(fused)), strict=True))
+        else:
+            rows = {
+                key: row
+                for found in (by_words, by_vector)
+                for key, row in zip(_keys(found), found.to_pylist(), strict=True)
+            }
         wanted = _comparable(query)
         exact = {key for key, row in rows.items() if wanted in (_comparable(row["caption"]), _comparable(row["name"]))}
         order = sorted(fused, key=lambda key: (key not in exact, -fused[key], key))
@@ -441,13 +467,15 @@ async def _token_rows(table: lancedb.AsyncTable, collection: str, token_id: str,
     return (await table.query().where(where).select(columns).limit(1).to_arrow()).to_pylist()
 
 
-async def _matching_captions(table: lancedb.AsyncTable, query: str, limit: int, where: str | None) -> pa.Table:
-    """Keys and vectors of rows whose captions share words with `query`, best BM25 first (a match
-    query: no query syntax)."""
+async def _matching_captions(
+    table: lancedb.AsyncTable, query: str, limit: int, where: str | None, columns: Sequence[str]
+) -> pa.Table:
+    """`columns` and the vectors of rows whose captions share words with `query`, best BM25 first
+    (a match query: no query syntax)."""
     search = (
         table.query()
         .nearest_to_text(MatchQuery(query, CAPTION_COLUMN))
-        .select([*KEY_COLUMNS, VECTOR_COLUMN, "_score"])
+        .select([*columns, VECTOR_COLUMN, "_score"])
         .limit(limit)
     )
     if where:
@@ -461,9 +489,10 @@ async def nearest_keys(
     limit: int,
     settings: AnnSettings = DEFAULT_ANN,
     where: str | None = None,
+    columns: Sequence[str] = KEY_COLUMNS,
 ) -> pa.Table:
-    """Keys (collection, token_id) and cosine distances (`_distance`) of the `limit` rows nearest to
-    `vector`, filtered by `where` first.
+    """`columns` (the keys by default) and cosine distances (`_distance`) of the `limit` rows nearest
+    to `vector`, filtered by `where` first.
 
     With a vector index, `nprobes` partitions are searched and the quantized candidates re-ranked
     with the stored vectors, so distances are exact; without one, every row is compared.
@@ -474,7 +503,7 @@ async def nearest_keys(
         .distance_type("cosine")
         .nprobes(settings.nprobes)
         .refine_factor(settings.refine_factor)
-        .select([*KEY_COLUMNS, "_distance"])
+        .select([*columns, "_distance"])
         .limit(limit)
     )
     if where:
@@ -484,16 +513,23 @@ async def nearest_keys(
 
 async def nearest_hits(
     table: lancedb.AsyncTable,
-    details: HitDetails,
+    details: HitDetails | None,
     vector: np.ndarray,
     limit: int,
     settings: AnnSettings = DEFAULT_ANN,
     where: str | None = None,
 ) -> list[SearchHit]:
-    """The `limit` hits nearest to `vector`, ranked by cosine similarity (= 1 - cosine distance);
-    `details` must be of the version `table` has checked out."""
-    nearest = await nearest_keys(table, vector, limit, settings, where)
-    rows = details.rows(_keys(nearest))
+    """The `limit` hits nearest to `vector`, ranked by cosine similarity (= 1 - cosine distance).
+
+    `details` must be of the version `table` has checked out; without them the query fetches the
+    shown columns itself (about 1 ms a column).
+    """
+    if details is not None:
+        nearest = await nearest_keys(table, vector, limit, settings, where)
+        rows = details.rows(_keys(nearest))
+    else:
+        nearest = await nearest_keys(table, vector, limit, settings, where, HIT_COLUMNS)
+        rows = nearest.select(HIT_COLUMNS).to_pylist()
     similarities = [1.0 - distance for distance in nearest["_distance"].to_pylist()]
     return [_hit(rank, sim, sim, row) for rank, (sim, row) in enumerate(zip(similarities, rows, strict=True), 1)]
 

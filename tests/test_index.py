@@ -35,7 +35,13 @@ from nft_pipeline.index import (
     lance_path,
     replace_partition,
 )
-from nft_pipeline.search import NftSearch, SearchError, UnknownToken, reciprocal_rank_fusion
+from nft_pipeline.search import (
+    HitDetails,
+    NftSearch,
+    SearchError,
+    UnknownToken,
+    reciprocal_rank_fusion,
+)
 from nft_pipeline.train import TrainingExample, train_clip
 from nft_pipeline.train.data import PairCollator, PairSample, image_sources
 from nft_pipeline.train.model import image_embeddings
@@ -377,6 +383,25 @@ def test_an_open_search_follows_the_table_to_its_newest_version(indexed, tmp_pat
     with caplog.at_level(logging.WARNING, logger="nft_pipeline.search"):
         asyncio.run(scenario())
     assert any("stays on index version" in record.message and "gone" in record.message for record in caplog.records)
+
+
+def test_hit_columns_fetched_with_each_query_equal_those_held_in_memory(indexed):
+    """Past `details_max_rows` the shown columns come from LanceDB with each query: same answers."""
+    stored = indexed.run(NftSearch.open(indexed.data_dir, details_max_rows=0))
+    assert stored.current.details is None
+    assert isinstance(indexed.search.current.details, HitDetails) and len(indexed.search.current.details) == 80
+    query = indexed.nouns[7].caption.caption
+    for search_call in (
+        lambda search: search.text(query, k=12),
+        lambda search: search.text(query, k=12, hybrid=True),
+        lambda search: search.similar_to_token("nouns", indexed.nouns[7].token_id, k=12),
+        lambda search: search.text("a punk", k=5, collection="cryptopunks"),
+    ):
+        in_memory, per_query = indexed.run(search_call(indexed.search)), indexed.run(search_call(stored))
+        assert [hit.to_json() for hit in per_query.hits] == [hit.to_json() for hit in in_memory.hits]
+        assert len(per_query.hits) in (5, 12)
+    assert indexed.run(stored.token("nouns", "3")) == indexed.run(indexed.search.token("nouns", "3"))
+    assert indexed.run(stored.token("nouns", "no such token")) is None
 
 
 def test_indexes_follow_the_table_size(indexed, tmp_path):
