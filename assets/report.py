@@ -39,7 +39,11 @@ def cvi_report(context: dg.AssetExecutionContext, config: CviReportConfig, data_
     """Per collection and model: n pairs, CVI (alpha 0.7), its three terms, text-to-image top-1/5/10."""
     layout = data_dir.layout()
     run = trained_run(layout, config.run_id)
-    slugs = config.collections or sorted(context.instance.get_dynamic_partitions(collection_partitions.name))
+    known = sorted(context.instance.get_dynamic_partitions(collection_partitions.name))
+    unknown = sorted(set(config.collections) - set(known))
+    if unknown or not known:
+        raise dg.Failure(f"no collection partition named {unknown}" if unknown else "no collections: materialize `collections` first")
+    slugs = config.collections or known
     images = pa.concat_tables([read_table(layout.partition_path("standardized_images", s), schemas.STANDARDIZED_IMAGES) for s in slugs])
     texts = pa.concat_tables([read_table(layout.partition_path("captions", s), schemas.CAPTIONS) for s in slugs])
     by_collection: dict = {}

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -162,10 +162,16 @@ def cvi(
     Rows are L2-normalised here, as the paper's CLIP embeddings are, so raw model outputs can be
     passed; float16, bfloat16 and torch tensors (any device) are accepted and widened per block.
     Images and texts stream concurrently (two threads, each with half of numpy's BLAS threads for
-    the duration of the call: the limit is process-wide, as BLAS thread counts are).
+    the duration of the call: the limit is process-wide, as BLAS thread counts are), unless there
+    is one core or BLAS is already held to one thread (then one after the other).
     """
-    blas_threads = max(1, _usable_cpus() // 2)
-    with threadpool_limits(limits=blas_threads, user_api="blas"), ThreadPoolExecutor(2) as pool:
+    blas = min((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=1)
+    blas_threads = min(blas, _usable_cpus())
+    if blas_threads < 2:  # one core, or BLAS held to one thread: nothing to overlap
+        return cvi_from_moments(
+            feature_moments(image_features, block_rows), feature_moments(text_features, block_rows), alpha
+        )
+    with threadpool_limits(limits=blas_threads // 2, user_api="blas"), ThreadPoolExecutor(2) as pool:
         streams = [pool.submit(feature_moments, features, block_rows) for features in (image_features, text_features)]
         images, texts = (stream.result() for stream in streams)
     return cvi_from_moments(images, texts, alpha)

@@ -29,7 +29,7 @@ CVI_REPORT = pa.schema(
     [
         pa.field("collection", pa.string(), nullable=False),
         pa.field("model", pa.string(), nullable=False),  # zero_shot | fine_tuned
-    pa.field("in_training", pa.bool_(), nullable=False),  # the run trained on this collection (else held out)
+        pa.field("in_training", pa.bool_(), nullable=False),  # the run trained on this collection (else held out)
         pa.field("model_run", pa.string(), nullable=False),
         pa.field("model_path", pa.string()),
         pa.field("n_pairs", pa.int64(), nullable=False),
@@ -108,18 +108,30 @@ def write_report(table: pa.Table, directory: Path) -> dict[str, Any]:
     rows = table.to_pylist()
     fine = [r for r in rows if r["model"] == "fine_tuned"] or rows
     terms = {
-        r["collection"]: CviResult(r["cvi"], r["var_ii"], r["var_tt"], r["var_ti"], r["n_pairs"], r["alpha"]) for r in fine
+        r["collection"]: CviResult(r["cvi"], r["var_ii"], r["var_tt"], r["var_ti"], r["n_pairs"], r["alpha"])
+        for r in fine
     }
     fit = fit_alpha(terms, {r["collection"]: r["top1"] for r in fine}) if len(fine) >= 2 else None
     scatter = directory / "cvi_vs_top1.png"
-    scatter.write_bytes(plot_cvi_vs_top1([{"collection": r["collection"], "cvi": r["cvi"], "top1": r["top1"]} for r in fine]))
-    lines = ["# CVI report", "", markdown_table([{k: _fmt(v) for k, v in r.items() if k != "model_path"} for r in rows]), ""]
+    scatter.write_bytes(
+        plot_cvi_vs_top1([{"collection": r["collection"], "cvi": r["cvi"], "top1": r["top1"]} for r in fine])
+    )
+    lines = [
+        "# CVI report",
+        "",
+        markdown_table([{k: _fmt(v) for k, v in r.items() if k != "model_path"} for r in rows]),
+        "",
+    ]
     lines += ["![CVI against top-1](cvi_vs_top1.png)", ""]
     curve = None
     if fit is not None:
         curve = directory / "jsd_alpha.png"
         curve.write_bytes(plot_jsd_curve(fit))
-        lines += [f"Best alpha by JSD: **{fit.alpha:.2f}** (divergence {fit.divergence:.4f}).", "", "![JSD vs alpha](jsd_alpha.png)"]
+        lines += [
+            f"Best alpha by JSD: **{fit.alpha:.2f}** (divergence {fit.divergence:.4f}).",
+            "",
+            "![JSD vs alpha](jsd_alpha.png)",
+        ]
     report = directory / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return {"alpha": fit.alpha if fit else None, "report": report, "scatter": scatter, "curve": curve}

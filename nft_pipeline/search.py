@@ -178,8 +178,9 @@ class HitDetails:
 
     @classmethod
     async def load(cls, table: lancedb.AsyncTable) -> HitDetails:
-        """The details of the version `table` has checked out (a table read once, a few columns)."""
-        return cls(await table.query().select(HIT_COLUMNS).to_arrow())
+        """The details of the version `table` has checked out (a table read once, a few columns); the
+        batches are combined and the key map built in a thread, off the event loop."""
+        return await asyncio.to_thread(cls, await table.query().select(HIT_COLUMNS).to_arrow())
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -219,27 +220,25 @@ class IndexVersion:
     has_text_index: bool
 
     @classmethod
-    async def open(
+    async def load(
         cls,
-        db_path: Path,
+        table: lancedb.AsyncTable,
         data_dir: Path,
         model_dir: Path | None,
         loaded: EmbeddingModel | None = None,
         details_max_rows: int = DETAILS_MAX_ROWS,
     ) -> IndexVersion:
-        """The newest version: indexes loaded, details read (up to `details_max_rows` rows), the model
-        its vectors were embedded by (`loaded` reused when it is that model; `model_dir` if given,
-        else where the table records it)."""
-        if not (db_path / f"{TABLE_NAME}.lance").is_dir():
-            raise IndexMissing(db_path)
-        table = await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME)
+        """The version `table` has checked out: indexes loaded, details read (up to `details_max_rows`
+        rows), the model its vectors were embedded by (`loaded` reused when it is that model;
+        `model_dir` if given, else where the table records it). Heavy steps run in threads."""
         recorded = (await table.query().select(["model_run_id", "model_dir"]).limit(1).to_arrow()).to_pylist()
         if not recorded:
-            raise IndexMissing(db_path)
+            raise IndexMissing(lance_path(data_dir))
         run_id = recorded[0]["model_run_id"]
         model = loaded
         if model is None or model.run_id != run_id:
-            model = EmbeddingModel.load(model_dir or _recorded_model_dir(data_dir, run_id, recorded[0]["model_dir"]))
+            path = model_dir or _recorded_model_dir(data_dir, run_id, recorded[0]["model_dir"])
+            model = await asyncio.to_thread(EmbeddingModel.load, path)
         if model.run_id != run_id:
             raise SearchError(
                 f"{model.model_dir} is model {model.run_id}, but the index holds embeddings of model {run_id}: "
@@ -256,10 +255,17 @@ class IndexVersion:
 
 
 class NftSearch:
-    """The model and the table, opened once (`await NftSearch.open(data_dir)`), answering queries."""
+    """The model and the table, opened once (`await NftSearch.open(data_dir)`), answering queries.
+
+    It follows the table: once `refresh_interval_s` has passed, the next query starts a refresh in
+    the background (one at a time) and answers from the open version; the newer version, opened
+    beside it, is swapped in whole when ready. A version that cannot be opened (its model gone,
+    another model than `model_dir`) is logged and not tried again; the open one stays.
+    """
 
     def __init__(
         self,
+        db: lancedb.AsyncConnection,
         data_dir: Path,
         current: IndexVersion,
         settings: AnnSettings,
@@ -273,7 +279,10 @@ class NftSearch:
         self.model_dir = model_dir  # a model the user chose; otherwise the one the table records
         self.refresh_interval_s = refresh_interval_s
         self.details_max_rows = details_max_rows
+        self._db = db  # one connection for every version opened
         self._checked_at = time.monotonic()
+        self._refreshing: asyncio.Task[bool] | None = None
+        self._unusable_version: int | None = None
 
     @classmethod
     async def open(
@@ -288,8 +297,13 @@ class NftSearch:
         run); queries look for a newer table version at most every `refresh_interval_s` seconds, and
         the columns a hit shows are held in memory for tables of up to `details_max_rows` rows."""
         data_dir = Path(data_dir)
-        current = await IndexVersion.open(lance_path(data_dir), data_dir, model_dir, None, details_max_rows)
-        search = cls(data_dir, current, settings, model_dir, refresh_interval_s, details_max_rows)
+        db_path = lance_path(data_dir)
+        if not (db_path / f"{TABLE_NAME}.lance").is_dir():
+            raise IndexMissing(db_path)
+        db = await lancedb.connect_async(db_path)
+        table = await db.open_table(TABLE_NAME)
+        current = await IndexVersion.load(table, data_dir, model_dir, None, details_max_rows)
+        search = cls(db, data_dir, current, settings, model_dir, refresh_interval_s, details_max_rows)
         await search.text("warm up")  # the first pass through the model costs a few times a later one
         return search
 
@@ -298,33 +312,41 @@ class NftSearch:
         return self.current.model
 
     async def refresh(self) -> bool:
-        """Move to the table's newest version if it changed (a partition re-indexed, a new model).
+        """Move to the table's newest version now, if it changed and can be opened; True if it moved.
 
-        The new version is opened and read beside the old one and then swapped in, so queries
-        running meanwhile finish on the old one. True if it moved.
+        A refresh already running (started by a query) is awaited rather than doubled.
         """
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._move_to_latest())
+        return await asyncio.shield(self._refreshing)
+
+    async def _move_to_latest(self) -> bool:
         self._checked_at = time.monotonic()
-        latest = await (await lancedb.connect_async(lance_path(self.data_dir))).open_table(TABLE_NAME)
-        if await latest.version() == self.current.version:
+        latest = await self._db.open_table(TABLE_NAME)
+        version = await latest.version()
+        if version in (self.current.version, self._unusable_version):
             return False
-        self.current = await IndexVersion.open(
-            lance_path(self.data_dir), self.data_dir, self.model_dir, self.model, self.details_max_rows
-        )
+        try:
+            self.current = await IndexVersion.load(
+                latest, self.data_dir, self.model_dir, self.model, self.details_max_rows
+            )
+        except Exception:
+            self._unusable_version = version
+            raise
         return True
 
     async def _current(self) -> IndexVersion:
-        """The version to answer from, refreshed first if the last check is older than the interval.
-
-        A newer version that cannot be opened (its model gone, another model than --model-dir, the
-        table deleted) is logged and the open one kept: answers stay right for the version they
-        come from, and the next check tries again.
-        """
-        if time.monotonic() - self._checked_at >= self.refresh_interval_s:
-            try:
-                await self.refresh()
-            except (SearchError, IndexMissing, OSError, ValueError) as error:
-                log.warning("search stays on index version %s: %s", self.current.version, error)
+        """The version to answer from; past the interval, a background refresh is started first."""
+        due = time.monotonic() - self._checked_at >= self.refresh_interval_s
+        if due and (self._refreshing is None or self._refreshing.done()):
+            self._checked_at = time.monotonic()
+            self._refreshing = asyncio.create_task(self._move_to_latest())
+            self._refreshing.add_done_callback(self._log_failure)
         return self.current
+
+    def _log_failure(self, task: asyncio.Task[bool]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("search stays on index version %s: %s", self.current.version, task.exception())
 
     async def text(
         self,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from nft_pipeline.cvi import (
     CviResult,
@@ -141,6 +141,9 @@ def test_concurrent_streams_equal_one_stream_and_restore_blas_threads() -> None:
     with pytest.raises(ValueError, match="zero or not finite"):
         cvi(images, np.zeros_like(texts))
     assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == blas_threads
+    with threadpool_limits(limits=1, user_api="blas"):  # a caller holding BLAS to one thread keeps it so
+        assert_same_cvi(cvi(images, texts, block_rows=700), one_stream, rel=1e-12)
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
 
 
 def test_float16_input() -> None:

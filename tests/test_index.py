@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -368,21 +369,43 @@ def test_an_open_search_follows_the_table_to_its_newest_version(indexed, tmp_pat
         assert await search.refresh() is False and search.model.run_id == indexed.model.run_id
 
         replace_partition(db_path, "nouns", retrained)  # embeddings of another model: it is loaded too
-        search.refresh_interval_s = 0.0  # from now on every query looks for a newer version first
+        search.refresh_interval_s = 0.0  # from now on a query starts a refresh when none is running
+        during = await search.text(query, k=5)  # answered from the open version while the new one loads
+        assert keys(during) == keys(fresh)[:5]
+        await until(lambda: search.model.run_id == other_run_id)
+        assert search.model.model_dir == other_model.resolve()
         after_training = await search.text(query, k=5)
-        assert search.model.run_id == other_run_id and search.model.model_dir == other_model.resolve()
         assert keys(after_training)[0] == keys(fresh)[0]  # same weights, so the same best match
 
         lost = retrained.set_column(
             retrained.schema.get_field_index("model_run_id"), "model_run_id", pa.array(["gone"] * len(nouns))
         ).set_column(retrained.schema.get_field_index("model_dir"), "model_dir", pa.array(["/nowhere"] * len(nouns)))
         replace_partition(db_path, "nouns", lost)  # a version whose model cannot be found: keep answering
-        kept = await search.text(query, k=5)
-        assert keys(kept) == keys(after_training) and search.model.run_id == other_run_id
+        answers = []
+        await until(lambda: refresh_failed(caplog), poke=lambda: search.text(query, k=5), collect=answers)
+        assert all(keys(kept) == keys(after_training) for kept in answers) and search.model.run_id == other_run_id
+        assert await search.refresh() is False  # the version that failed is not tried again
 
     with caplog.at_level(logging.WARNING, logger="nft_pipeline.search"):
         asyncio.run(scenario())
-    assert any("stays on index version" in record.message and "gone" in record.message for record in caplog.records)
+    failures = [record.message for record in caplog.records if "stays on index version" in record.message]
+    assert len(failures) == 1 and "gone" in failures[0]
+
+
+def refresh_failed(caplog) -> bool:
+    return any("stays on index version" in record.message for record in caplog.records)
+
+
+async def until(condition, poke=None, collect=None, timeout_s: float = 60.0) -> None:
+    """Wait (querying with `poke` meanwhile, results into `collect`) until `condition()` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "a background refresh did not happen in time"
+        if poke is not None:
+            result = await poke()
+            if collect is not None:
+                collect.append(result)
+        await asyncio.sleep(0.02)
 
 
 def test_hit_columns_fetched_with_each_query_equal_those_held_in_memory(indexed):

@@ -126,6 +126,9 @@ def test_cvi_report_names_every_collection_for_both_models(pipeline):
     only_nouns = {"ops": {"cvi_report": {"config": {"collections": ["nouns"]}}}}
     assert dg.materialize([asset("cvi_report")], instance=instance, resources=resources, run_config=only_nouns).success
     assert layout.query("SELECT DISTINCT collection FROM {cvi_report}").to_pylist() == [{"collection": "nouns"}]
+    typo = {"ops": {"cvi_report": {"config": {"collections": ["noun"]}}}}
+    failed = dg.materialize([asset("cvi_report")], instance=instance, resources=resources, run_config=typo, raise_on_error=False)
+    assert not failed.success and "no collection partition named ['noun']" in str(failed.all_events)
     assert (layout.root / "reports" / "cvi" / "cvi_vs_top1.png").stat().st_size > 1000
 
 
