@@ -2,10 +2,10 @@
 
 For each collection (by default every partition: those the run trained on, and held-out ones as
 the paper's test collections, marked by `in_training`) a fixed-seed sample of its (image, caption)
-pairs is embedded by the zero-shot model (the run's base) and by the fine-tuned one; CVI (alpha 0.7), its three variance terms and
-text-to-image top-1/5/10 within the collection are recorded. alpha is then fitted as the paper does
-(JSD between the L1-normalised CVI and top-1 distributions across collections) and the report is
-written as markdown with two plots.
+pairs is embedded by the zero-shot model (the run's base) and by the fine-tuned one; CVI (alpha
+0.7), its three variance terms and text-to-image top-1/5/10 within the collection are recorded.
+alpha is then fitted as the paper does (JSD between the L1-normalised CVI and top-1 distributions
+across collections) and the report is written as markdown with two plots.
 """
 
 from __future__ import annotations

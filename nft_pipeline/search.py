@@ -20,10 +20,10 @@ Filters (`collection`, `traits` as "Type=Female 2") narrow the candidates before
 (LanceDB prefilter), so k results come back whenever k tokens match.
 
 What a hit shows besides its key (name, caption, tags) is served from memory (`HitDetails`), so a
-vector query returns only keys and distances: each extra column cost about 1 ms a query. The
-search follows the table: `refresh` (at most every few seconds, before a query) moves to the
-newest version once a partition is re-indexed, with its details and, after a new model, the
-model the new vectors were embedded by.
+vector query returns only keys and distances (fetching the columns with it cost 1-1.5 ms a query).
+The search follows the table: every few seconds a query starts a background refresh, which moves
+to the newest version once a partition is re-indexed, with its details and, after a new model,
+the model the new vectors were embedded by.
 
 Bad input raises `SearchError` with a message meant for the person who typed it. A query longer
 than the text encoder's context (77 tokens) is encoded from its first 77 tokens and the result
@@ -166,14 +166,14 @@ def _keys(rows: pa.Table) -> list[TokenKey]:
 class HitDetails:
     """The shown columns of every row of one table version, held in memory.
 
-    Why: LanceDB 0.40 spends about 1 ms per query on each column it fetches beside the vector
-    search, 4 of the 12 ms a 100,000-row query took (docs/search.md); a lookup here takes
-    microseconds. Kept as the table's Arrow columns (compact) and a key -> row map: about 340
+    Why: fetching them with each vector query cost LanceDB 0.40 1-1.5 ms on a 100,000-row table
+    (docs/search.md); a lookup here takes 0.05 ms. Kept as the table's Arrow columns (compact) and a key -> row map: about 340
     bytes a token with short captions.
     """
 
     def __init__(self, rows: pa.Table):
-        self._rows = rows.combine_chunks()  # a take across LanceDB's ~100 batches costs 1.4 ms, 0.05 ms on one
+        # One batch: a take across the ~100 batches LanceDB returns costs 1.4 ms, on one 0.05 ms.
+        self._rows = rows.combine_chunks()
         self._row_of = {key: row for row, key in enumerate(_keys(rows))}
 
     @classmethod

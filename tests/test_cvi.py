@@ -23,6 +23,10 @@ from nft_pipeline.cvi import (
     plot_cvi_vs_top1,
     plot_jsd_curve,
 )
+from nft_pipeline.train.embed import embed_examples
+from nft_pipeline.train.model import build_tiny_clip
+from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
+from tests.tiny_model import TINY
 
 RTOL = 1e-6  # relative only (abs=0 below): near-duplicate collections have terms far below 1e-12
 TERMS = ("cvi", "var_ii", "var_tt", "var_ti")
@@ -69,6 +73,24 @@ def test_closed_form_matches_naive_on_collection_like_features(spread: float) ->
     """Down to near-duplicates (cosine 0.99999998), where only second-order deviations carry the variance."""
     images, texts = collection_features(np.random.default_rng(7), 1200, 128, spread)
     assert_same_cvi(cvi(images, texts, block_rows=500), cvi_naive(images, texts))
+
+
+def test_closed_form_matches_naive_on_real_collection_features(tmp_path) -> None:
+    """Features of real punks and Nouns and their captions from the tiny CLIP, as `cvi_report` embeds
+    them: untrained, so every pair is nearly alike (the hard case for the closed form), then pooled."""
+    punks, _ = punks_inputs(range(300), tmp_path / "punks")
+    nouns, _ = nouns_inputs(range(120), tmp_path / "nouns")
+    bundle = build_tiny_clip(TINY, [example.caption.caption for example in punks + nouns])
+    embedded = {
+        name: embed_examples(bundle, examples, tmp_path / "embedded" / name, TINY)
+        for name, examples in (("cryptopunks", punks), ("nouns", nouns))
+    }
+    for images, texts in embedded.values():
+        result = cvi(images.numpy(), texts.numpy(), block_rows=128)
+        assert_same_cvi(result, cvi_naive(images.numpy(), texts.numpy()))
+        assert 0 < result.cvi < 0.05  # untrained towers: alike pairs, a low CVI
+    pooled = [torch.cat([embedded["cryptopunks"][i], embedded["nouns"][i]]).numpy() for i in (0, 1)]
+    assert_same_cvi(cvi(*pooled, block_rows=128), cvi_naive(*pooled))
 
 
 def test_more_alike_pairs_have_lower_cvi() -> None:
