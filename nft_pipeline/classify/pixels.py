@@ -27,14 +27,6 @@ def sample_image(image: Image.Image, size: int = THUMBNAIL) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.NEAREST).convert("RGBA"))
 
 
-def sample_mask(mask: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
-    """A full-size bool mask (or RGBA component) sampled at the same positions as `sample_image`."""
-    height, width = mask.shape[:2]
-    rows = ((np.arange(size) + 0.5) * height / size).astype(int)
-    cols = ((np.arange(size) + 0.5) * width / size).astype(int)
-    return mask[rows][:, cols]
-
-
 def read_sample(path: Location, size: int = THUMBNAIL) -> np.ndarray | None:
     """The sampled image at `path`, or None when it cannot be read (the caller records why)."""
     try:
