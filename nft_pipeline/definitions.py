@@ -10,6 +10,7 @@ import os
 import dagster as dg
 
 from assets import automation, images, index, ingest, media, model, report, text
+from assets import classify
 from assets.partitions import collection_partitions
 from resources import local_resources
 
@@ -23,6 +24,9 @@ ALL_ASSETS = [
     model.clip_model,
     index.nft_index,
     report.cvi_report,
+    classify.trait_predictions,
+    classify.token_colours,
+    classify.token_audit,
 ]
 # What needs a trained model: per collection, but not with the stages that prepare a collection
 # (the `collection_pipeline` job and the daily refresh run before any model exists, so they would

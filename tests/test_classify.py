@@ -171,3 +171,10 @@ def test_audit_finds_exactly_the_corrupted_tokens(which, trait_type, corrupted, 
     # Punks: nothing else. Nouns: a few bodies under a body-coloured accessory ("body-gray-scale-1")
     # look like another body (13 of 600 here, docs/benchmarks.md); that is the bound.
     assert bad - len(corrupted) <= (0 if which == "punks" else 0.03 * len(sample.token_ids))
+
+
+def test_colour_words_become_filters():
+    from nft_pipeline.classify.vocabulary import colour_query
+
+    query = colour_query("Blue background punk with gray hair")
+    assert (query.backgrounds, query.colours, query.text) == (["blue"], ["grey"], "punk with hair")

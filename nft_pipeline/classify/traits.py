@@ -457,3 +457,24 @@ def agreement_counts(predictions: pa.Table) -> dict[str, dict[str, int]]:
         key = "missing_metadata" if row["source"] == "missing_metadata" else "agrees" if row["agrees"] else "disagrees"
         counts[row["trait_type"]][key] += 1
     return {t: dict(c) for t, c in counts.items()}
+
+
+def collection_trait_predictions(
+    collection: str, images: pa.Table, captions: pa.Table, files, method: str = "knn", holdout_fraction: float = 0.2,
+    seed: int = 0, threads: int = 2,
+) -> tuple[pa.Table, pa.Table, CollectionLabels]:
+    """(trait_predictions rows, hold-out evaluation, labels) of one collection from its
+    `standardized_images` and `captions` tables, by kNN over trait pixels (needs no model).
+
+    Tokens without an ok image get no prediction; tokens whose caption has no tags (metadata that
+    failed or has no attributes) are the `missing_metadata` ones.
+    """
+    from nft_pipeline.classify.pixels import read_samples
+
+    ok = [r for r in images.select(["token_id", "status", "png_path"]).to_pylist() if r["status"] == "ok" and r["png_path"]]
+    samples, readable = read_samples([files(r["png_path"]) for r in ok], threads=threads)
+    tags = {r["token_id"]: r["tags"] for r in captions.select(["token_id", "tags"]).to_pylist()}
+    labels = collection_labels([r["token_id"] for r in ok], tags)
+    features = TraitFeatures(samples=samples, has_image=readable)
+    evaluation = evaluate_holdout(collection, labels, features, holdout_fraction, seed)
+    return predict_traits(collection, labels, features, method), evaluation, labels
