@@ -37,7 +37,8 @@ install: $(STAMP)
 LOCK_TOOLS := $(or $(TMPDIR),/tmp)/nft-pipeline-lock-tools
 UV_VERSION := 0.13.9
 lock:
-	test -x $(LOCK_TOOLS)/bin/uv || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet uv==$(UV_VERSION); }
+	test -x $(LOCK_TOOLS)/bin/uv || \
+		{ $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet uv==$(UV_VERSION); }
 	echo torch==$(TORCH) > $(LOCK_TOOLS)/torch.txt
 	[ ! -f $(CONSTRAINTS) ] || cp $(CONSTRAINTS) $(LOCK_TOOLS)/all.txt  # uv keeps the pins it finds in its output file
 	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --all-extras $(if $(UPGRADE),--upgrade) --quiet \
@@ -57,7 +58,8 @@ test-setup:
 # -rs lists every skip with its reason; under CI=true a skip is a failure (tests/components.py).
 # pytest's exit code 5 means it collected no tests: a failure, said in words.
 test: $(STAMP) test-setup
-	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS) || { code=$$?; [ $$code != 5 ] || echo "pytest collected no tests" >&2; exit $$code; }
+	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS) || \
+		{ code=$$?; [ $$code != 5 ] || echo "pytest collected no tests" >&2; exit $$code; }
 
 # The Dagster UI on http://127.0.0.1:3000 with the sample gateway on port 8765.
 dev: $(STAMP)

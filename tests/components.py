@@ -59,7 +59,8 @@ def _skip_as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         reason = reason.removeprefix("Skipped: ")
         report.outcome = "failed"
-        report.longrepr = f"{CI_ENV}=true, so a skip fails the test ({reason}); use tests/components.py to name what is missing"
+        hint = "use tests/components.py to name what is missing"
+        report.longrepr = f"{CI_ENV}=true, so a skip fails the test ({reason}); {hint}"
 
 
 @pytest.hookimpl(wrapper=True)

@@ -213,7 +213,9 @@ def test_the_estimate_counts_clip_pieces_conservatively() -> None:
 
 
 def test_exact_counts_match_the_estimate_bound_when_clip_bpe_is_available() -> None:
-    require_component("CLIP's BPE vocabulary", token_counter() == "clip-bpe", "bundled in nft_pipeline/data/; or set NFT_PIPELINE_CLIP_BPE")
+    require_component(
+        "CLIP's BPE vocabulary", token_counter() == "clip-bpe", "bundled in nft_pipeline/data/; or set NFT_PIPELINE_CLIP_BPE"
+    )
     assert count_text_tokens("a photo of a cat") == 7
     for token_id in range(200):
         text = punk_caption(token_id).caption

@@ -78,7 +78,7 @@ class PgServer:
 def postgres() -> Iterator[PgServer]:
     bin_dir = pg_bin_dir()
     require_component("PostgreSQL server binaries (initdb, pg_ctl)", bin_dir is not None, "scripts/test-setup.sh installs them")
-    require_module("dagster_postgres", "dagster-postgres", "the test extra installs it: pip install -c constraints.txt -e '.[test]'")
+    require_module("dagster_postgres", "dagster-postgres", "the test extra installs it (make install)")
     root = Path(tempfile.mkdtemp(prefix="nft-pg-"))  # not under pytest's 0700 root-owned tmp: postgres must reach it
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root
