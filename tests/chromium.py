@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.components import require_component
+from tests.components import missing_component
 
 FLAGS = (
     "--headless",
@@ -112,7 +112,8 @@ class DevTools:
 def chromium_binary() -> str:
     """The Chromium on PATH; without one the test skips (fails under CI=true), naming it."""
     binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-    require_component("Chromium", binary is not None, "the browser tests need it (Debian: apt-get install chromium)")
+    if binary is None:
+        missing_component("Chromium", "the browser tests need it (Debian: apt-get install chromium)")
     return binary
 
 
