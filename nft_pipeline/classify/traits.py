@@ -139,12 +139,17 @@ def neighbours(
     """
     if metric == "cosine":
         train_x, query_x = _normalise(train_x), _normalise(query_x)
-    train_x, query_x = np.asarray(train_x, np.float32), np.asarray(query_x, np.float32)
-    k = min(k, len(train_x) - int(exclude_self))
-    indices = np.empty((len(query_x), k), dtype=np.int64)
-    sims = np.empty((len(query_x), k), dtype=np.float32)
-    for start in range(0, len(query_x), chunk):
-        block = query_x[start : start + chunk] @ train_x.T
+    dense = not hasattr(train_x, "tocsr")
+    if dense:
+        train_x, query_x = np.asarray(train_x, np.float32), np.asarray(query_x, np.float32)
+    train_t = train_x.T if dense else train_x.T.tocsc()
+    k = min(k, train_x.shape[0] - int(exclude_self))
+    n_query = query_x.shape[0]
+    indices = np.empty((n_query, k), dtype=np.int64)
+    sims = np.empty((n_query, k), dtype=np.float32)
+    for start in range(0, n_query, chunk):
+        block = query_x[start : start + chunk] @ train_t
+        block = np.asarray(block if dense else block.toarray(), dtype=np.float32)
         if exclude_self:
             rows = np.arange(len(block))
             block[rows, rows + start] = -np.inf
@@ -185,31 +190,52 @@ def pixel_weights(codes: np.ndarray, labels: np.ndarray, max_tokens: int = 2000,
 
 def trait_pixel_features(
     codes: np.ndarray, labels: np.ndarray, train: np.ndarray, weights: np.ndarray, n_pixels: int = 256, n_colours: int = 256
-) -> np.ndarray:
-    """N x (M x C) features whose dot product is a weighted count of the pixels two tokens share.
+):
+    """Sparse N x F features whose dot product is a weighted count of the pixels two tokens share.
 
     The `n_pixels` pixels with the largest `weights` (`pixel_weights`) are kept, and at each its
     `n_colours` most common colours among the `train` rows. A shared colour counts by how well it
     names the value: its purity (the share of the train tokens showing it there that have its most
-    common value) minus the purity of the value alone. So a Noun's accessory paint counts and the
-    body colour seen through it does not. Exact colour matches suit pixel art, where a trait's
-    pixels are identical wherever it appears.
+    common value, one token discounted: a colour on one token proves nothing) minus the purity of
+    the value alone. So a Noun's accessory paint counts and the body colour seen through it does
+    not. Exact colour matches suit pixel art, where a trait's pixels are identical wherever it
+    appears. Only colours with a positive weight get a column, and each token has at most one
+    non-zero per pixel, so the matrix is sparse (a CSR matrix; 10,000 punks x 256 pixels).
     """
+    from scipy import sparse
+
     top = np.argsort(-weights)[:n_pixels]
     y = labels[train]
+    n_values = int(y.max()) + 1
     base = np.bincount(y).max() / len(y)
-    features = np.zeros((len(codes), len(top), n_colours), dtype=np.float32)
-    for j, pixel in enumerate(top):
+    rows, cols, data = [], [], []
+    n_columns = 0
+    for pixel in top:
         colour_ids, colour = np.unique(codes[train, pixel], return_inverse=True)
-        pairs, pair_counts = np.unique(colour * (y.max() + 1) + y, return_counts=True)
+        pairs, pair_counts = np.unique(colour * n_values + y, return_counts=True)
         totals = np.bincount(colour)
         best = np.zeros(len(colour_ids))
-        np.maximum.at(best, pairs // (y.max() + 1), pair_counts)
-        purity = np.clip((best - 1) / totals - base, 0.0, None)  # one token alone proves nothing
+        np.maximum.at(best, pairs // n_values, pair_counts)
+        purity = np.clip((best - 1) / totals - base, 0.0, None)
         keep = np.argsort(-totals)[:n_colours]
-        match = codes[:, pixel, None] == colour_ids[keep][None]
-        features[:, j, : len(keep)] = match * np.sqrt(purity[keep])[None]
-    return features.reshape(len(codes), -1)
+        keep = keep[purity[keep] > 0]
+        if not len(keep):
+            continue
+        kept = colour_ids[keep]
+        order = np.argsort(kept)
+        kept, scale = kept[order], np.sqrt(purity[keep][order])
+        position = np.searchsorted(kept, codes[:, pixel])
+        position = np.minimum(position, len(kept) - 1)
+        hit = np.flatnonzero(kept[position] == codes[:, pixel])
+        rows.append(hit)
+        cols.append(n_columns + position[hit])
+        data.append(scale[position[hit]])
+        n_columns += len(kept)
+    if not rows:
+        return sparse.csr_matrix((len(codes), 1), dtype=np.float32)
+    return sparse.csr_matrix(
+        (np.concatenate(data).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(len(codes), max(n_columns, 1))
+    )
 
 
 def vote(neighbour_labels: np.ndarray, sims: np.ndarray, n_classes: int, temperature: float) -> np.ndarray:
