@@ -161,6 +161,17 @@ def neighbours(
     return indices, sims
 
 
+def _max_count_per_group(keys: np.ndarray, k: int, groups: int) -> np.ndarray:
+    """For keys = group * k + member: per group, how often its most frequent member occurs (sparse:
+    a photographic collection has too many colours for a dense pixel x colour table)."""
+    uniq, counts = np.unique(keys, return_counts=True)
+    group = uniq // k
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])  # sorted keys: each group's run
+    out = np.zeros(groups)
+    out[group[starts]] = np.maximum.reduceat(counts, starts)
+    return out
+
+
 def pixel_weights(codes: np.ndarray, labels: np.ndarray, max_tokens: int = 2000, seed: int = 0) -> np.ndarray:
     """Per pixel, how much knowing the trait value makes its colour predictable (>= 0).
 
@@ -177,14 +188,12 @@ def pixel_weights(codes: np.ndarray, labels: np.ndarray, max_tokens: int = 2000,
     colour = colour.reshape(n, p).astype(np.int64)
     k = int(colour.max()) + 1
     pixel = np.broadcast_to(np.arange(p), (n, p))
-    overall = np.bincount((pixel * k + colour).ravel(), minlength=p * k).reshape(p, k).max(1) / n
+    overall = _max_count_per_group((pixel * k + colour).ravel(), k, p) / n
     _, value = np.unique(labels, return_inverse=True)
     v = int(value.max()) + 1
     keys = ((pixel * v + value[:, None]) * k + colour).ravel()
-    uniq, counts = np.unique(keys, return_counts=True)
-    pair = uniq // k  # pixel * v + value
-    starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])  # keys are sorted: each pair's run
-    within = np.bincount(pair[starts] // v, np.maximum.reduceat(counts, starts), minlength=p) / n
+    per_value = _max_count_per_group(keys, k, p * v)  # per (pixel, value): its most common colour's count
+    within = per_value.reshape(p, v).sum(1) / n
     return np.clip(within - overall, 0.0, None)
 
 
