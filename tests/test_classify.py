@@ -152,8 +152,8 @@ def _common_value_tokens(sample: Sample, trait_type: str, count: int) -> list[st
     """`count` tokens spread over the sample whose value of `trait_type` is common (has a component:
     the audit accuses a trait only when the image shows another value it knows)."""
     counts = Counter(tag["value"] for tags in sample.tags.values() for tag in tags if tag["trait_type"] == trait_type)
-    common = {value for value, n in counts.items() if n >= 8}
-    chosen = [t for t in sample.token_ids[7::97] if any(tag["trait_type"] == trait_type and tag["value"] in common for tag in sample.tags[t])]
+    common = {value for value, n in counts.items() if n >= 5}
+    chosen = [t for t in sample.token_ids[7::29] if any(tag["trait_type"] == trait_type and tag["value"] in common for tag in sample.tags[t])]
     return chosen[:count]
 
 
