@@ -16,21 +16,9 @@ from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from assets.text import captions
 from nft_pipeline import schemas
-from nft_pipeline.index import (
-    TABLE_NAME,
-    VECTOR_COLUMN,
-    EmbeddingModel,
-    embedding_rows,
-    ensure_indexes,
-    index_inputs,
-    lance_path,
-    partition_row_count,
-    replace_partition,
-)
 from nft_pipeline.quality import row_counts_match
 from nft_pipeline.reporting import markdown_preview
 from nft_pipeline.storage import read_table
-from nft_pipeline.train.tables import trained_run
 from resources import DataDirResource
 
 INDEX_ROWS_EQUAL_IMAGES = check_spec(
@@ -66,6 +54,20 @@ class NftIndexConfig(dg.Config):
 )
 def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Replaces the collection's rows of `nft_embeddings` with its images embedded by the trained model, then indexes."""
+    # torch, transformers and lancedb load here, in the step that embeds, not with the code location.
+    from nft_pipeline.embedding import EmbeddingModel
+    from nft_pipeline.index import (
+        TABLE_NAME,
+        VECTOR_COLUMN,
+        embedding_rows,
+        ensure_indexes,
+        index_inputs,
+        lance_path,
+        partition_row_count,
+        replace_partition,
+    )
+    from nft_pipeline.train.tables import trained_run
+
     layout = data_dir.layout()
     slug = context.partition_key
     model_dir = trained_run(layout, config.run_id)["model_dir"]

@@ -11,13 +11,10 @@ from assets.partitions import collection_partitions
 from assets.table_metadata import image_markdown
 from assets.text import captions
 from nft_pipeline import schemas
-from nft_pipeline.cvi_report import sample_pairs
 from nft_pipeline.quality import all_finite, row_counts_match
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table
 from nft_pipeline.train.config import TINY_PRESET, TrainConfig
-from nft_pipeline.train.loop import run_identity, train_clip
-from nft_pipeline.train.tables import TRAINING_EPOCHS, TRAINING_RUNS, component_lookup, run_rows, training_examples
 from resources import DataDirResource
 
 # Blocking: a broken model would poison what is built from it (the search index, the CVI report).
@@ -101,6 +98,11 @@ GPU_K8S_CONFIG = {
 )
 def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Trains (or resumes) a CLIP run; writes the model directory and `training_runs`/`training_epochs` rows."""
+    # torch and transformers load here, in the step that trains, not with the code location.
+    from nft_pipeline.cvi_report import sample_pairs
+    from nft_pipeline.train.loop import run_identity, train_clip
+    from nft_pipeline.train.tables import TRAINING_EPOCHS, TRAINING_RUNS, component_lookup, run_rows, training_examples
+
     layout = data_dir.layout()
     slugs = config.collections or sorted(context.instance.get_dynamic_partitions(collection_partitions.name))
 

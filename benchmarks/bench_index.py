@@ -44,13 +44,13 @@ import pyarrow.compute as pc
 import torch
 from aiohttp.test_utils import TestServer
 
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
     INDEX_INPUT,
     MODELS_DIR,
     TABLE_NAME,
     VECTOR_COLUMN,
     AnnSettings,
-    EmbeddingModel,
     embedding_rows,
     embeddings_schema,
     ensure_indexes,

@@ -51,6 +51,7 @@ from lancedb.query import MatchQuery
 from PIL import Image
 
 from nft_pipeline.captions import CaptionTag
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
     CAPTION_COLUMN,
     DEFAULT_ANN,
@@ -58,7 +59,6 @@ from nft_pipeline.index import (
     TABLE_NAME,
     VECTOR_COLUMN,
     AnnSettings,
-    EmbeddingModel,
     IndexMissing,
     fold_text,
     lance_path,

@@ -24,9 +24,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
     TABLE_NAME,
-    EmbeddingModel,
     embeddings_schema,
     lance_path,
     replace_partition,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
-    EmbeddingModel,
     embedding_rows,
     ensure_indexes,
     index_inputs_from_examples,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 TINY_PRESET = "tiny"
+# A run's record beside its model directory (`<output dir>/run.json`), read back by whoever loads the model.
+RUN_FILE = "run.json"
 
 SplitStrategy = Literal["by_collection", "by_token"]
 MaskingMode = Literal["one", "each"]

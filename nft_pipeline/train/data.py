@@ -29,6 +29,7 @@ from nft_pipeline.captions import Caption
 from nft_pipeline.train.config import SplitStrategy, TrainConfig
 from nft_pipeline.train.masking import MaskingSettings, apply_masking, masking_rng
 from nft_pipeline.train.model import ImagePreprocessing
+from nft_pipeline.train.pixels import pixel_values
 from nft_pipeline.train.prepared import ImageSource, PreparedStore
 
 ExampleKey = tuple[str, str]  # (collection, token id)
@@ -204,17 +205,6 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return ((self.epoch, index) for index in self.indices)
-
-
-def pixel_values(rgb: np.ndarray, preprocessing: ImagePreprocessing) -> torch.Tensor:
-    """N x S x S x 3 uint8 pixels to the model's normalised N x 3 x S x S input.
-
-    The one definition that training batches and the search index (index.py) share, so the
-    index feeds the model the same numbers it learnt from.
-    """
-    mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
-    std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
-    return (torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
 
 
 class PairCollator:

@@ -38,7 +38,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from transformers import CLIPModel
 
-from nft_pipeline.train.config import TrainConfig
+from nft_pipeline.train.config import RUN_FILE, TrainConfig
 from nft_pipeline.train.data import (
     SPLIT_PARTS,
     PairCollator,
@@ -59,7 +59,6 @@ from nft_pipeline.train.prepared import ComponentLookup, build_prepared_store
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
-RUN_FILE = "run.json"
 OWNER_FILE = "run_id"
 RUN_STATE = ("base", "prepared", "checkpoints", "model", RUN_FILE)  # what a fresh start wipes
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's cap on the inverse temperature

@@ -28,6 +28,7 @@ from PIL import Image
 
 from nft_pipeline.components import token_component_mask
 from nft_pipeline.train.model import ImagePreprocessing
+from nft_pipeline.train.pixels import composite_over, resize_and_crop
 
 Component = tuple[np.ndarray, np.ndarray]  # (bool mask H x W, RGBA H x W x 4) at the standardized size
 # (trait_type, value) as the components table keys a trait: a value without a trait type has "".
@@ -52,11 +53,6 @@ class ImageSource:
     tag_traits: tuple[Trait, ...]
 
 
-def composite_over(rgba: Image.Image, matte_rgb: tuple[int, int, int]) -> Image.Image:
-    """RGB of `rgba` composited over a solid matte (padding and transparent art get the matte)."""
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*matte_rgb, 255)), rgba).convert("RGB")
-
-
 def border_mode_colour(rgb: np.ndarray) -> np.ndarray:
     """The most common colour on the image border (ties go to the smallest packed RGB value)."""
     border = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])
@@ -64,18 +60,6 @@ def border_mode_colour(rgb: np.ndarray) -> np.ndarray:
     values, counts = np.unique(packed, return_counts=True)
     winner = int(values[np.argmax(counts)])
     return np.array([(winner >> 16) & 255, (winner >> 8) & 255, winner & 255], dtype=np.uint8)
-
-
-def resize_and_crop(image: Image.Image, preprocessing: ImagePreprocessing) -> Image.Image:
-    """CLIP's geometry with box resampling (see the module docstring): the one definition that
-    training and indexing (index.py) share, so an indexed image is cut exactly as a trained one."""
-    width, height = image.size
-    scale = preprocessing.shortest_edge / min(width, height)
-    resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
-    crop = preprocessing.crop_size
-    left = (resized.width - crop) // 2
-    top = (resized.height - crop) // 2
-    return resized.crop((left, top, left + crop, top + crop))
 
 
 def prepare_image(
