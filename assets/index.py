@@ -19,6 +19,7 @@ from nft_pipeline import schemas
 from nft_pipeline.quality import row_counts_match
 from nft_pipeline.reporting import markdown_preview
 from nft_pipeline.storage import read_table
+from nft_pipeline.versions import fingerprint, table_fingerprint
 from resources import DataDirResource
 
 INDEX_ROWS_EQUAL_IMAGES = check_spec(
@@ -53,7 +54,11 @@ class NftIndexConfig(dg.Config):
     pool="search_index",  # one index writer at a time: index builds commit like writes (see ensure_indexes)
 )
 def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
-    """Replaces the collection's rows of `nft_embeddings` with its images embedded by the trained model, then indexes."""
+    """Brings the collection's rows of `nft_embeddings` up to date with its images and captions, then indexes.
+
+    Only rows that are new, or whose image, caption or model changed, are embedded; rows of tokens
+    that are gone are deleted; the rest keep their vectors (`nft_pipeline.index`, `partition_changes`).
+    """
     # torch, transformers and lancedb load here, in the step that embeds, not with the code location.
     from nft_pipeline.embedding import EmbeddingModel
     from nft_pipeline.index import (
@@ -63,8 +68,8 @@ def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_di
         ensure_indexes,
         index_inputs,
         lance_path,
-        partition_row_count,
-        replace_partition,
+        partition_changes,
+        update_partition,
     )
     from nft_pipeline.train.tables import trained_run
 
@@ -77,19 +82,22 @@ def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_di
         raise dg.Failure(f"cannot load the model at {model_dir} ({error}): materialize `clip_model` again") from error
     images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
     inputs = index_inputs(images, read_table(layout.partition_path("captions", slug), schemas.CAPTIONS))
-    rows = embedding_rows(model, inputs, config.batch_size, config.decode_threads)
     db_path = lance_path(layout.root)
-    write = replace_partition(db_path, slug, rows)
+    changes = partition_changes(db_path, slug, inputs, model.run_id)
+    rows = embedding_rows(model, changes.to_embed, config.batch_size, config.decode_threads)
+    write = update_partition(db_path, slug, rows, changes.gone)
     state = ensure_indexes(db_path)  # the ANN index only once exact search would be too slow
     ok_images = pc.sum(pc.equal(images["status"], "ok")).as_py() or 0
     if not ok_images:
         context.log.warning(f"{slug}: no standardized image with status ok ({images.num_rows} rows): nothing to index")
     metadata = table_metadata(
-        rows,
+        inputs,
         db_path / f"{TABLE_NAME}.lance",
         model_run_id=model.run_id,
         model_dir=dg.MetadataValue.path(str(model.model_dir)),
         ok_images=ok_images,
+        embedded=rows.num_rows,
+        unchanged=changes.unchanged,
         inserted=write.inserted,
         updated=write.updated,
         deleted=write.deleted,
@@ -101,5 +109,6 @@ def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_di
     metadata["preview"] = dg.MetadataValue.md(markdown_preview(rows, skip=(VECTOR_COLUMN, "tags", "model_dir")))
     return dg.MaterializeResult(
         metadata=metadata,
-        check_results=[check_result(INDEX_ROWS_EQUAL_IMAGES, row_counts_match(partition_row_count(db_path, slug), ok_images))],
+        data_version=dg.DataVersion(fingerprint(model.run_id, table_fingerprint(inputs))),
+        check_results=[check_result(INDEX_ROWS_EQUAL_IMAGES, row_counts_match(write.rows, ok_images))],
     )

@@ -9,7 +9,10 @@ Writing is per collection partition, like every other stage. `replace_partition`
 `merge_insert` on (collection, token_id) that updates the partition's rows, inserts new ones and
 deletes rows the partition no longer has, all in one commit: a reader sees the old partition or
 the new one, never a gap or a duplicate, and rerunning a partition writes the same rows again.
-Rows embedded by another model are deleted in the same commit: two models' vectors are not
+A rerun embeds only what changed: each row keeps a digest of its inputs (`input_digest`: image
+content, caption, tags, name), `partition_changes` compares a partition's inputs with its rows,
+and `update_partition` upserts the new and changed rows and deletes those of tokens that are gone,
+again in one commit; unchanged rows keep their vectors. Rows embedded by another model are deleted in the same commit: two models' vectors are not
 comparable, so the table only ever holds one embedding space (partitions not rerun yet are absent
 from search until their rerun).
 
@@ -18,8 +21,8 @@ date afterwards:
 
 - an IVF vector index (cosine; 8-bit scalar quantization by default, PQ as an option, see
   `AnnSettings`) once exact search would miss the 10 ms budget (`AnnSettings.needs_index`, the
-  threshold measured by benchmarks/bench_index.py, docs/search.md), rebuilt after writes (see
-  `ensure_indexes`). Queries re-rank their candidates with the stored vectors, so the scores
+  threshold measured by benchmarks/bench_index.py, docs/search.md); new rows are folded into it
+  after writes, and it is rebuilt once too many rows are unindexed (see `ensure_indexes`). Queries re-rank their candidates with the stored vectors, so the scores
   search reports are exact cosine similarities;
 - a native full-text index on `caption`, for hybrid search;
 - scalar indexes on `collection` (bitmap) and `traits` (label list), which the search filters use.
@@ -30,6 +33,8 @@ never misses a row that was written.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import warnings
@@ -74,8 +79,15 @@ INDEX_INPUT = pa.schema(
         pa.field("caption", pa.string(), nullable=False),
         pa.field("tags", pa.list_(CAPTION_TAG), nullable=False),
         pa.field("png_path", pa.string(), nullable=False),
+        pa.field("png_sha256", pa.string()),  # the PNG's content: a changed image changes its digest
     ]
 )
+# What a row's stored fields and embedding depend on besides the model; their digest is kept per
+# row (`input_digest`), so a rerun embeds only rows whose digest or model changed.
+DIGEST_FIELDS = ("name", "caption", "tags", "png_path", "png_sha256")
+# Columns added since the table was first written; a table without them gets them as nulls, and a
+# null digest never matches, so those rows are embedded again on their partition's next run.
+ADDED_COLUMNS = ("png_sha256", "input_digest")
 
 
 def embeddings_schema(dim: int) -> pa.Schema:
@@ -89,6 +101,7 @@ def embeddings_schema(dim: int) -> pa.Schema:
             pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), dim), nullable=False),
             pa.field("model_run_id", pa.string(), nullable=False),
             pa.field("model_dir", pa.string(), nullable=False),
+            pa.field("input_digest", pa.string()),
         ]
     )
 
@@ -130,7 +143,8 @@ def trait_keys(tags: Sequence[CaptionTag]) -> list[str]:
 
 
 def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
-    """Index inputs for training examples (the sample collections in demos, tests and benchmarks)."""
+    """Index inputs for training examples (the sample collections in demos, tests and benchmarks);
+    the PNGs are hashed here, where `index_inputs` takes their digests from `standardized_images`."""
     return pa.Table.from_pylist(
         [
             {
@@ -140,6 +154,7 @@ def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
                 "caption": example.caption.caption,
                 "tags": example.caption.tags,
                 "png_path": str(example.image_path),
+                "png_sha256": hashlib.sha256(Path(example.image_path).read_bytes()).hexdigest(),
             }
             for example in examples
         ],
@@ -152,11 +167,33 @@ def index_inputs(images: pa.Table, captions: pa.Table) -> pa.Table:
     ok image and a caption, joined the way training joins them (so the index holds what was trained on)."""
     from nft_pipeline.train.tables import training_examples  # the training side's join, only where it is used
 
-    return index_inputs_from_examples(training_examples(images, captions))
+    digests = {(r["collection"], r["token_id"]): r["png_sha256"] for r in images.select(["collection", "token_id", "png_sha256"]).to_pylist()}
+    examples = training_examples(images, captions)
+    return pa.Table.from_pylist(
+        [
+            {
+                "collection": example.collection,
+                "token_id": example.token_id,
+                "name": example.caption.title,
+                "caption": example.caption.caption,
+                "tags": example.caption.tags,
+                "png_path": str(example.image_path),
+                "png_sha256": digests[example.key],
+            }
+            for example in examples
+        ],
+        schema=INDEX_INPUT,
+    )
+
+
+def input_digests(tokens: pa.Table) -> list[str]:
+    """Per row of `tokens` (INDEX_INPUT columns), a digest of `DIGEST_FIELDS`."""
+    columns = [tokens[name].to_pylist() for name in DIGEST_FIELDS]
+    return [hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:32] for values in zip(*columns)]
 
 
 def embedding_rows(model: EmbeddingModel, tokens: pa.Table, batch_size: int = 64, decode_threads: int = 2) -> pa.Table:
-    """Table rows for `tokens` (INDEX_INPUT columns): their image embeddings, trait keys and model."""
+    """Table rows for `tokens` (INDEX_INPUT columns): their image embeddings, trait keys, model and input digest."""
     tokens = tokens.select(INDEX_INPUT.names).cast(INDEX_INPUT)
     vectors = model.embed_images([Path(p) for p in tokens["png_path"].to_pylist()], batch_size, decode_threads)
     count = tokens.num_rows
@@ -167,14 +204,43 @@ def embedding_rows(model: EmbeddingModel, tokens: pa.Table, batch_size: int = 64
             pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), model.dim),
             pa.array([model.run_id] * count, pa.string()),
             pa.array([str(model.model_dir)] * count, pa.string()),
+            pa.array(input_digests(tokens), pa.string()),
         ],
         schema=embeddings_schema(model.dim),
     )
 
 
 @dataclass(frozen=True)
+class PartitionChanges:
+    """How a partition's rows in the table differ from its inputs, for one model (`partition_changes`)."""
+
+    to_embed: pa.Table  # input rows (INDEX_INPUT) new to the table, changed since embedded, or of another model
+    gone: tuple[str, ...]  # token ids the table holds for the partition that its inputs no longer have
+    unchanged: int  # input rows whose stored row is up to date: not embedded again
+
+
+def partition_changes(db_path: Path, collection: str, inputs: pa.Table, model_run_id: str) -> PartitionChanges:
+    """Compare a partition's inputs with its stored rows by token id, input digest and model."""
+    inputs = inputs.select(INDEX_INPUT.names).cast(INDEX_INPUT)
+    table = _existing_table(lancedb.connect(db_path))
+    stored: dict[str, tuple[str | None, str]] = {}
+    if table is not None:
+        columns = ["token_id", "model_run_id"] + (["input_digest"] if "input_digest" in table.schema.names else [])
+        rows = table.search().where(f"collection = {sql_literal(collection)}").select(columns).limit(None).to_arrow()
+        digests = rows["input_digest"].to_pylist() if "input_digest" in columns else [None] * rows.num_rows
+        stored = dict(zip(rows["token_id"].to_pylist(), zip(digests, rows["model_run_id"].to_pylist())))
+    token_ids = inputs["token_id"].to_pylist()
+    changed = [stored.get(token_id) != (digest, model_run_id) for token_id, digest in zip(token_ids, input_digests(inputs))]
+    return PartitionChanges(
+        to_embed=inputs.filter(pa.array(changed, pa.bool_())),
+        gone=tuple(sorted(set(stored) - set(token_ids))),
+        unchanged=changed.count(False),
+    )
+
+
+@dataclass(frozen=True)
 class PartitionWrite:
-    """What `replace_partition` did: the partition's row count now, and the rows it changed."""
+    """What a partition write did: the partition's row count now, and the rows it changed."""
 
     collection: str
     rows: int
@@ -224,6 +290,50 @@ def partition_row_count(db_path: Path, collection: str) -> int:
     return table.count_rows(f"collection = {sql_literal(collection)}") if table is not None else 0
 
 
+def _writable_table(db: lancedb.DBConnection, schema: pa.Schema) -> lancedb.table.Table:
+    """The table, created if absent, recreated for another vector size, given any of `ADDED_COLUMNS` it lacks."""
+    # exist_ok: a concurrent writer of another partition may create the table first.
+    table = _existing_table(db) or db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+    if table.schema.field(VECTOR_COLUMN).type != schema.field(VECTOR_COLUMN).type:
+        log.warning("%s: vectors change size (new model); recreating the table", TABLE_NAME)
+        return db.create_table(TABLE_NAME, schema=schema, mode="overwrite")
+    missing = [schema.field(name) for name in ADDED_COLUMNS if name not in table.schema.names]
+    if missing:
+        table.add_columns(missing)
+    return table
+
+
+def _merge(db_path: Path, collection: str, rows: pa.Table, deletes: list[str]) -> PartitionWrite:
+    """Upsert `rows` by (collection, token_id) and delete the table's other rows matching any of
+    `deletes` or embedded by another model than `rows`', in one commit."""
+    dim, run_id = _check_partition(collection, rows)
+    if run_id is not None:
+        deletes = [*deletes, f"model_run_id <> {sql_literal(run_id)}"]
+    delete_where = " OR ".join(f"({condition})" for condition in deletes)
+    schema = embeddings_schema(dim)
+    rows = rows.select(schema.names).cast(schema)
+    table = _writable_table(lancedb.connect(db_path), schema)
+    if rows.num_rows == 0 and not delete_where:
+        inserted = updated = deleted = 0
+        version = table.version
+    else:
+        merge = table.merge_insert(["collection", "token_id"]).when_matched_update_all().when_not_matched_insert_all()
+        if delete_where:
+            merge = merge.when_not_matched_by_source_delete(delete_where)
+        result = merge.execute(rows)
+        inserted, updated, deleted, version = (
+            result.num_inserted_rows, result.num_updated_rows, result.num_deleted_rows, result.version
+        )
+    return PartitionWrite(
+        collection=collection,
+        rows=table.count_rows(f"collection = {sql_literal(collection)}"),
+        inserted=inserted,
+        updated=updated,
+        deleted=deleted,
+        version=version,
+    )
+
+
 def replace_partition(db_path: Path, collection: str, rows: pa.Table) -> PartitionWrite:
     """Make `rows` (see `embedding_rows`) the whole of `collection`'s partition, in one commit.
 
@@ -232,33 +342,16 @@ def replace_partition(db_path: Path, collection: str, rows: pa.Table) -> Partiti
     another model, in which case they are deleted (see the module docstring). A model with
     another vector size recreates the table.
     """
-    dim, run_id = _check_partition(collection, rows)
-    schema = embeddings_schema(dim)
-    rows = rows.select(schema.names).cast(schema)
-    db = lancedb.connect(db_path)
-    # exist_ok: a concurrent writer of another partition may create the table first.
-    table = _existing_table(db) or db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
-    if table.schema.field(VECTOR_COLUMN).type != schema.field(VECTOR_COLUMN).type:
-        log.warning("%s: vectors change size (new model); recreating the table", TABLE_NAME)
-        table = db.create_table(TABLE_NAME, schema=schema, mode="overwrite")
-    stale = f"collection = {sql_literal(collection)}"
-    if run_id is not None:
-        stale += f" OR model_run_id <> {sql_literal(run_id)}"
-    result = (
-        table.merge_insert(["collection", "token_id"])
-        .when_matched_update_all()
-        .when_not_matched_insert_all()
-        .when_not_matched_by_source_delete(stale)
-        .execute(rows)
-    )
-    return PartitionWrite(
-        collection=collection,
-        rows=rows.num_rows,
-        inserted=result.num_inserted_rows,
-        updated=result.num_updated_rows,
-        deleted=result.num_deleted_rows,
-        version=result.version,
-    )
+    return _merge(db_path, collection, rows, [f"collection = {sql_literal(collection)}"])
+
+
+def update_partition(db_path: Path, collection: str, rows: pa.Table, gone: Sequence[str]) -> PartitionWrite:
+    """Upsert `rows` (the partition's new and changed rows, see `partition_changes`) and delete the
+    partition's rows of the tokens in `gone`, in one commit; rows of the partition not named stay as
+    they are, vectors included. Rows of another model than `rows`' are deleted, as `replace_partition` does.
+    """
+    gone_rows = f"collection = {sql_literal(collection)} AND token_id IN ({', '.join(map(sql_literal, gone))})"
+    return _merge(db_path, collection, rows, [gone_rows] if gone else [])
 
 
 # ---------------------------------------------------------------- indexes
@@ -292,6 +385,9 @@ class AnnSettings:
     nprobes: int = 10
     refine_factor: int = 2
     dims_per_sub_vector: int = 8  # ivf_pq only
+    # Past this share of rows not yet in the vector index, `ensure_indexes` rebuilds it instead of
+    # folding the rows in (benchmarks/bench_index_update.py, docs/scale.md).
+    max_unindexed_share: float = 0.2
 
     def needs_index(self, rows: int, dim: int) -> bool:
         return rows >= max(self.min_index_rows, self.max_flat_floats // dim)
@@ -332,27 +428,30 @@ def _scalar_and_text_indexes() -> Iterator[tuple[str, FTS | Bitmap | LabelList]]
 def ensure_indexes(db_path: Path, settings: AnnSettings = DEFAULT_ANN, rebuild: bool = False) -> IndexState:
     """Build the indexes the table lacks and bring the others up to date (see the module docstring).
 
-    Rows written since the last call are folded into the caption and scalar indexes by
-    `optimize()`, which also compacts the small files partition writes leave. The vector index is
-    rebuilt instead: after `optimize()` folds rows into it, an IVF index answers 2-3x slower
-    (measured with LanceDB 0.40: 4.8 ms -> 12.7 ms p50 at 100,000 x 512-d, docs/search.md), while
-    an IVF-SQ rebuild takes seconds. Run this after a batch of `replace_partition` calls rather
-    than after each one when partitions are written concurrently: index builds commit like writes.
+    Rows written since the last call are folded into every existing index by `optimize()`, which
+    also compacts the small files partition writes leave: the vector index takes new rows without
+    retraining its centroids, in a fraction of a rebuild's time. Rows of collections the centroids
+    never saw are placed less well, so once more than `settings.max_unindexed_share` of the rows
+    are unindexed the vector index is rebuilt instead (the threshold measured by
+    benchmarks/bench_index_update.py, docs/scale.md). Run this after a batch of partition writes
+    rather than after each one when partitions are written concurrently: index builds commit like writes.
     """
     table = open_table(db_path)
     rows = table.count_rows()
     indexes = _indexes(table)
-    stale = any(index.num_unindexed_rows for index in indexes.values())
-    if stale and not rebuild:
-        table.optimize()
+    dim = table.schema.field(VECTOR_COLUMN).type.list_size
+    vector = indexes.get(VECTOR_COLUMN)
+    unindexed = vector.num_unindexed_rows or 0 if vector is not None else rows
     built = []
+    if rebuild or (vector is None and settings.needs_index(rows, dim)) or (
+        vector is not None and rows and unindexed / rows > settings.max_unindexed_share
+    ):
+        table.create_index(VECTOR_COLUMN, config=settings.vector_index(rows, dim), replace=True)
+        built.append(VECTOR_COLUMN)
     for column, config in _scalar_and_text_indexes():
         if rows and (rebuild or column not in indexes):
             table.create_index(column, config=config, replace=True)
             built.append(column)
-    dim = table.schema.field(VECTOR_COLUMN).type.list_size
-    vector_outdated = VECTOR_COLUMN in indexes and (stale or rebuild)
-    if vector_outdated or (VECTOR_COLUMN not in indexes and settings.needs_index(rows, dim)):
-        table.create_index(VECTOR_COLUMN, config=settings.vector_index(rows, dim), replace=True)
-        built.append(VECTOR_COLUMN)
+    if any(index.num_unindexed_rows for index in _indexes(table).values()):
+        table.optimize()
     return IndexState(rows=rows, vector_index=VECTOR_COLUMN in _indexes(table), built=tuple(built))
