@@ -39,7 +39,7 @@ class StandardizeConfig(dg.Config):
     max_frames: int = StandardizeSettings.max_frames
     timeout_s: float = StandardizeSettings.timeout_s
     seed: int = 0
-    workers: int | None = None  # default: every core
+    workers: int | None = None  # default: every usable core (affinity and cgroup quota, `nft_pipeline.cpus`)
 
     def settings(self) -> StandardizeSettings:
         return StandardizeSettings(
