@@ -30,6 +30,16 @@ INDEX_ROWS_EQUAL_IMAGES = check_spec(
 )
 
 
+# Eager, with "a dependency updated" narrowed to "a dependency has a new data version": the daily
+# refresh materializes every collection's inputs, and most of them with unchanged data versions.
+INDEX_AUTOMATION = dg.AutomationCondition.eager().replace(
+    "any_deps_updated",
+    dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
+    ).with_label("any_deps_changed"),
+)
+
+
 class NftIndexConfig(dg.Config):
     """Which model embeds the images, and how many at a time."""
 
@@ -50,7 +60,9 @@ class NftIndexConfig(dg.Config):
     # are not comparable), and a new collection's partition once it has inputs. Never while an input
     # is missing (no model yet: the run would fail) or in progress (the refresh run or the training
     # still writing), so a refresh run or a training run triggers one re-index when it finishes.
-    automation_condition=dg.AutomationCondition.eager(),
+    # "Updated" means a new data version (see INDEX_AUTOMATION), so a refresh that changed nothing
+    # requests no index run.
+    automation_condition=INDEX_AUTOMATION,
     pool="search_index",  # one index writer at a time: index builds commit like writes (see ensure_indexes)
 )
 def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
