@@ -386,8 +386,11 @@ class AnnSettings:
     refine_factor: int = 2
     dims_per_sub_vector: int = 8  # ivf_pq only
     # Past this share of rows not yet in the vector index, `ensure_indexes` rebuilds it instead of
-    # folding the rows in (benchmarks/bench_index_update.py, docs/scale.md).
+    # folding the rows in; likewise once folding has split it into this many parts (each `optimize()`
+    # after the first adds a delta part, and a query searches every part). Measured by
+    # benchmarks/bench_index_update.py (docs/scale.md).
     max_unindexed_share: float = 0.2
+    max_index_parts: int = 8
 
     def needs_index(self, rows: int, dim: int) -> bool:
         return rows >= max(self.min_index_rows, self.max_flat_floats // dim)
@@ -431,21 +434,27 @@ def ensure_indexes(db_path: Path, settings: AnnSettings = DEFAULT_ANN, rebuild: 
     Rows written since the last call are folded into every existing index by `optimize()`, which
     also compacts the small files partition writes leave: the vector index takes new rows without
     retraining its centroids, in a fraction of a rebuild's time. Rows of collections the centroids
-    never saw are placed less well, so once more than `settings.max_unindexed_share` of the rows
-    are unindexed the vector index is rebuilt instead (the threshold measured by
-    benchmarks/bench_index_update.py, docs/scale.md). Run this after a batch of partition writes
-    rather than after each one when partitions are written concurrently: index builds commit like writes.
+    never saw are placed less well, and each fold after the first adds a delta part that every
+    query searches, so the vector index is rebuilt instead once more than
+    `settings.max_unindexed_share` of the rows are unindexed or it has `settings.max_index_parts`
+    parts (both measured by benchmarks/bench_index_update.py, docs/scale.md). Run this after a
+    batch of partition writes rather than after each one when partitions are written
+    concurrently: index builds commit like writes.
     """
     table = open_table(db_path)
     rows = table.count_rows()
     indexes = _indexes(table)
     dim = table.schema.field(VECTOR_COLUMN).type.list_size
     vector = indexes.get(VECTOR_COLUMN)
-    unindexed = vector.num_unindexed_rows or 0 if vector is not None else rows
     built = []
-    if rebuild or (vector is None and settings.needs_index(rows, dim)) or (
-        vector is not None and rows and unindexed / rows > settings.max_unindexed_share
-    ):
+    if vector is None:
+        stale_vector = settings.needs_index(rows, dim)
+    else:
+        stats = table.index_stats(vector.name)
+        unindexed = stats.num_unindexed_rows if stats else rows
+        parts = (stats.num_indices or 1) if stats else 1
+        stale_vector = bool(rows) and (unindexed / rows > settings.max_unindexed_share or parts >= settings.max_index_parts)
+    if rebuild or stale_vector:
         table.create_index(VECTOR_COLUMN, config=settings.vector_index(rows, dim), replace=True)
         built.append(VECTOR_COLUMN)
     for column, config in _scalar_and_text_indexes():

@@ -117,3 +117,24 @@ def test_the_vector_index_takes_new_rows_in_place_until_too_many_are_unindexed(m
     table = lancedb.connect(db_path).open_table(TABLE_NAME)
     assert table.index_stats(vector_index.name).num_unindexed_rows == 0
     assert table.index_stats(vector_index.name).num_indexed_rows == 40
+
+
+def test_the_vector_index_is_rebuilt_once_folds_split_it_into_too_many_parts(model_and_nouns, tmp_path):
+    model, nouns = model_and_nouns
+    db_path = tmp_path / "lance"
+    settings = AnnSettings(max_flat_floats=1, min_index_rows=20, max_unindexed_share=0.5, max_index_parts=3)
+    sync(db_path, model, index_inputs_from_examples(nouns[:24]))
+    assert VECTOR_COLUMN in ensure_indexes(db_path, settings).built
+    parts, rebuilt_at = [], None
+    for size in range(25, 31):  # a token more each day: small folds, each a delta part after the first
+        sync(db_path, model, index_inputs_from_examples(nouns[:size]))
+        if VECTOR_COLUMN in ensure_indexes(db_path, settings).built:
+            rebuilt_at = size
+            break
+        table = lancedb.connect(db_path).open_table(TABLE_NAME)
+        name = next(index.name for index in table.list_indices() if index.columns == [VECTOR_COLUMN])
+        parts.append(table.index_stats(name).num_indices)
+    assert parts == [1, 2, 3] and rebuilt_at == 28  # the first fold merges, then a part a fold; at 3 parts, rebuilt
+    table = lancedb.connect(db_path).open_table(TABLE_NAME)
+    name = next(index.name for index in table.list_indices() if index.columns == [VECTOR_COLUMN])
+    assert table.index_stats(name).num_indices == 1 and table.index_stats(name).num_indexed_rows == rebuilt_at
