@@ -38,7 +38,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -142,9 +142,17 @@ def trait_keys(tags: Sequence[CaptionTag]) -> list[str]:
 # ---------------------------------------------------------------- rows and partitions
 
 
-def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
-    """Index inputs for training examples (the sample collections in demos, tests and benchmarks);
-    the PNGs are hashed here, where `index_inputs` takes their digests from `standardized_images`."""
+def index_inputs_from_examples(
+    examples: Sequence[TrainingExample], png_digests: Mapping[tuple[str, str], str | None] | None = None
+) -> pa.Table:
+    """Index inputs for training examples; each PNG's sha256 from `png_digests` by (collection,
+    token_id), else hashed here (the sample collections in demos, tests and benchmarks)."""
+
+    def digest(example: TrainingExample) -> str | None:
+        if png_digests is not None:
+            return png_digests[example.key]
+        return hashlib.sha256(Path(example.image_path).read_bytes()).hexdigest()
+
     return pa.Table.from_pylist(
         [
             {
@@ -154,7 +162,7 @@ def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
                 "caption": example.caption.caption,
                 "tags": example.caption.tags,
                 "png_path": str(example.image_path),
-                "png_sha256": hashlib.sha256(Path(example.image_path).read_bytes()).hexdigest(),
+                "png_sha256": digest(example),
             }
             for example in examples
         ],
@@ -167,23 +175,9 @@ def index_inputs(images: pa.Table, captions: pa.Table) -> pa.Table:
     ok image and a caption, joined the way training joins them (so the index holds what was trained on)."""
     from nft_pipeline.train.tables import training_examples  # the training side's join, only where it is used
 
-    digests = {(r["collection"], r["token_id"]): r["png_sha256"] for r in images.select(["collection", "token_id", "png_sha256"]).to_pylist()}
-    examples = training_examples(images, captions)
-    return pa.Table.from_pylist(
-        [
-            {
-                "collection": example.collection,
-                "token_id": example.token_id,
-                "name": example.caption.title,
-                "caption": example.caption.caption,
-                "tags": example.caption.tags,
-                "png_path": str(example.image_path),
-                "png_sha256": digests[example.key],
-            }
-            for example in examples
-        ],
-        schema=INDEX_INPUT,
-    )
+    rows = images.select(["collection", "token_id", "png_sha256"]).to_pylist()
+    digests = {(row["collection"], row["token_id"]): row["png_sha256"] for row in rows}
+    return index_inputs_from_examples(training_examples(images, captions), digests)
 
 
 def input_digests(tokens: pa.Table) -> list[str]:
