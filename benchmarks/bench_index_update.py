@@ -9,8 +9,13 @@ clusters the index never saw (new collections: the hard case for stale centroids
 for each share it prints p50 latency and recall@10 against exact search: before any index update
 (the new rows scanned exactly), after `optimize()`, and after a rebuild, with the time of each.
 
+Then the daily case: `--days` times, 1% new rows from the clusters the index knows, folded in
+with `optimize()`; each day prints the index's parts (`num_indices`: every fold after the first
+adds a delta part, and a query searches every part), p50 and recall@10, and finally a rebuild.
+
     python benchmarks/bench_index_update.py                      # 50,000 x 512-d, shares 2/10/30/60 %
     python benchmarks/bench_index_update.py --rows 20000 --dim 128
+    python benchmarks/bench_index_update.py --rows 20000 --skip-shares --days 12
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--days", type=int, default=10, help="daily folds of 1%% new rows")
+    parser.add_argument("--skip-shares", action="store_true", help="only the daily folds")
     arguments = parser.parse_args()
     settings = AnnSettings()
     rng = np.random.default_rng(0)
@@ -61,7 +68,7 @@ def main() -> None:
         print(f"\n{arguments.rows:,} x {arguments.dim}-d indexed ({settings.kind}) in {time.perf_counter() - started:.1f} s\n")
         print("| new rows | unindexed share | p50 ms, recall@10: not updated | optimize s | after optimize | rebuild s | after rebuild |")
         print("|---:|---:|---|---:|---|---:|---|")
-        for share in SHARES:
+        for share in () if arguments.skip_shares else SHARES:
             count = round(arguments.rows * share)
             new_vectors, new_members = unseen.draw(count, rng)
             db_path = Path(scratch) / f"share-{share}"
@@ -84,6 +91,32 @@ def main() -> None:
             unindexed = count / len(vectors)
             print(f"| {count:,} | {unindexed:.2f} | {before} | {optimize_seconds:.1f} | {optimized} | {rebuild_seconds:.1f} | {rebuilt} |")
             shutil.rmtree(db_path)
+        daily(base, Path(scratch) / "daily", seen, base_vectors, arguments.days, settings, rng)
+
+
+def daily(base: Path, db_path: Path, seen: Clusters, vectors: np.ndarray, days: int, settings: AnnSettings, rng) -> None:
+    print(f"\n| day | rows | index parts | optimize s | p50 ms | recall@10 |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    shutil.copytree(base, db_path)
+    keys = [f"synthetic/{i}" for i in range(len(vectors))]
+    queries = seen.draw(QUERIES, rng)[0]
+    table = lancedb.connect(db_path).open_table(TABLE_NAME)
+    name = next(index.name for index in table.list_indices() if index.columns == [VECTOR_COLUMN])
+    for day in range(1, days + 1):
+        new_vectors, new_members = seen.draw(max(1, len(keys) // 100), rng)
+        replace_partition(db_path, f"day{day}", as_collection(synthetic_rows(new_vectors, new_members), f"day{day}"))
+        vectors = np.concatenate([vectors, new_vectors])
+        keys += [f"day{day}/{i}" for i in range(len(new_vectors))]
+        table = lancedb.connect(db_path).open_table(TABLE_NAME)
+        started = time.perf_counter()
+        table.optimize()
+        seconds = time.perf_counter() - started
+        parts = table.index_stats(name).num_indices
+        print(f"| {day} | {len(keys):,} | {parts} | {seconds:.1f} | {measure(db_path, queries, vectors, keys, settings)} |", flush=True)
+    started = time.perf_counter()
+    table.create_index(VECTOR_COLUMN, config=settings.vector_index(len(keys), vectors.shape[1]), replace=True)
+    seconds = time.perf_counter() - started
+    print(f"| rebuilt | {len(keys):,} | 1 | {seconds:.1f} (rebuild) | {measure(db_path, queries, vectors, keys, settings)} |")
 
 
 if __name__ == "__main__":

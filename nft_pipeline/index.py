@@ -384,7 +384,7 @@ class AnnSettings:
     # after the first adds a delta part, and a query searches every part). Measured by
     # benchmarks/bench_index_update.py (docs/scale.md).
     max_unindexed_share: float = 0.2
-    max_index_parts: int = 8
+    max_index_parts: int = 10
 
     def needs_index(self, rows: int, dim: int) -> bool:
         return rows >= max(self.min_index_rows, self.max_flat_floats // dim)
