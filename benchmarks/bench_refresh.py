@@ -43,12 +43,14 @@ def process_kind(cmdline: str) -> str | None:
         return "daemon"
     if "execute_step" in cmdline:
         return "step worker"
-    if "execute_run" in cmdline:
+    if "execute_run" in cmdline or "api execute" in cmdline:
         return "run worker"
     if "grpc" in cmdline:
         return "code server"
     if "job launch" in cmdline:
         return "launcher"
+    if "multiprocessing" in cmdline or "forkserver" in cmdline:
+        return "multiprocessing child"  # step processes of the multiprocess executor, download/standardize pools
     return "other" if "python" in cmdline else None
 
 

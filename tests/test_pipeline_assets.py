@@ -170,8 +170,8 @@ def test_nft_index_holds_one_row_per_ok_image_even_when_rerun(pipeline):
     rerun = materialize_index(pipeline, "cryptopunks")
     assert rerun.success
     metadata = rerun.asset_materializations_for_node("nft_index")[0].metadata
-    assert (metadata["inserted"].value, metadata["deleted"].value) == (0, 0)
-    assert metadata["updated"].value == expected["cryptopunks"]
+    assert (metadata["inserted"].value, metadata["updated"].value, metadata["deleted"].value) == (0, 0, 0)
+    assert (metadata["embedded"].value, metadata["unchanged"].value) == (0, expected["cryptopunks"])  # nothing changed
     assert metadata["rows_in_table"].value == table.count_rows() == sum(expected.values())
     assert {slug: partition_row_count(db_path, slug) for slug in SUPPLIES} == expected
 
