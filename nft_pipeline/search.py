@@ -8,6 +8,10 @@ directly and which answers about 2 ms sooner than the synchronous wrapper around
 
 Queries:
 
+- `described` (the default of the page, the API and the CLI): the query is read against the
+  index's trait vocabulary (query.py); the traits it names are required, or boost when too few
+  tokens carry them all, and the text embedding ranks within (ranking.py). It also returns the
+  interpretation, facet counts over the filtered set, paging and duplicate collapse.
 - `text`: the query's CLIP text embedding against the image embeddings (cosine similarity).
   With `hybrid=True` the captions are also matched word for word (BM25 over the full-text index)
   and the two rankings are fused by reciprocal rank fusion (RRF, k=60), which needs no score
@@ -50,7 +54,7 @@ import pyarrow.compute as pc
 from lancedb.query import MatchQuery
 from PIL import Image
 
-from nft_pipeline.captions import CaptionTag
+from nft_pipeline.captions import CaptionTag, template_for
 from nft_pipeline.index import (
     CAPTION_COLUMN,
     DEFAULT_ANN,
@@ -65,13 +69,16 @@ from nft_pipeline.index import (
     sql_literal,
     trait_key,
 )
-from nft_pipeline.reporting import text_table
-from nft_pipeline.storage import default_data_dir
+from nft_pipeline.query import Chip, Interpretation, QueryParser
+from nft_pipeline.ranking import RankingIndex, reciprocal_rank_fusion
+
+__all__ = ["reciprocal_rank_fusion"]  # re-exported: fusion lives in ranking.py
 
 MAX_K = 100
+MAX_EXPORT = 10_000  # rows one export returns
+RANKING_MAX_ROWS = 1_000_000  # embeddings held in memory for the described mode up to here (~2 GB at 512-d)
 MAX_QUERY_CHARS = 1_000
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
-RRF_K = 60  # the constant of Cormack et al.; damps the difference between the first few ranks
 HYBRID_CANDIDATES = 50  # per ranking; fusion reorders these, so a deep second page is not needed
 log = logging.getLogger(__name__)
 KEY_COLUMNS = ["collection", "token_id"]
@@ -100,6 +107,8 @@ class SearchHit:
     name: str | None
     caption: str
     tags: list[CaptionTag]
+    matched: list[str] = field(default_factory=list)  # the query's words for the traits it carries
+    duplicates: int = 1  # tokens with the same picture this hit stands for (duplicate collapse)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,14 +120,28 @@ class SearchResults:
     mode: str  # text | hybrid | similar_to_token | similar_to_image
     notices: list[str] = field(default_factory=list)  # what was changed or ignored in the request
     timings_ms: dict[str, float] = field(default_factory=dict)  # encode, search, total
+    interpretation: dict[str, Any] | None = None  # described mode: what the query was understood as
+    total: int | None = None  # described mode: tokens passing the filters (pages reach this far)
+    exact: int | None = None  # described mode: of those, tokens carrying every understood trait
+    offset: int = 0
+    facets: list[dict[str, Any]] | None = None  # described mode: trait value counts over the filtered set
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "mode": self.mode,
             "hits": [hit.to_json() for hit in self.hits],
             "notices": self.notices,
             "timings_ms": {name: round(value, 2) for name, value in self.timings_ms.items()},
         }
+        if self.interpretation is not None:
+            body.update(
+                interpretation=self.interpretation,
+                total=self.total,
+                exact=self.exact,
+                offset=self.offset,
+                facets=self.facets,
+            )
+        return body
 
 
 def parse_trait(text: str) -> str:
@@ -142,15 +165,6 @@ def filter_sql(collection: str | None, traits: Sequence[str], exclude: TokenKey 
     return " AND ".join(clauses) or None
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[TokenKey]], k: int = RRF_K) -> dict[TokenKey, float]:
-    """Sum over rankings of 1 / (k + rank), rank starting at 1; a key absent from a ranking gets nothing from it."""
-    scores: dict[TokenKey, float] = {}
-    for ranking in rankings:
-        for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
-    return scores
-
-
 def _comparable(text: str | None) -> str:
     return fold_text(text or "").rstrip(".")
 
@@ -172,6 +186,7 @@ class HitDetails:
     """
 
     def __init__(self, rows: pa.Table):
+        rows = rows.select(HIT_COLUMNS)
         # One batch: a take across the ~100 batches LanceDB returns costs 1.4 ms, on one 0.05 ms.
         self._rows = rows.combine_chunks()
         self._row_of = {key: row for row, key in enumerate(_keys(rows))}
@@ -188,6 +203,10 @@ class HitDetails:
     def __contains__(self, key: TokenKey) -> bool:
         return key in self._row_of
 
+    def rows_at(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        """The HIT_COLUMNS of rows by position (the order `RankingIndex` was built in)."""
+        return self._rows.take(pa.array(positions, pa.int64())).to_pylist()
+
     def rows(self, keys: Sequence[TokenKey]) -> list[dict[str, Any]]:
         """The HIT_COLUMNS of each key, in order (KeyError for a key this version does not hold)."""
         return self._rows.take(pa.array([self._row_of[key] for key in keys], pa.int64())).to_pylist()
@@ -203,9 +222,9 @@ def _timings(started: float, encoded: float) -> dict[str, float]:
     }
 
 
-def _check_k(k: int) -> None:
-    if not 1 <= k <= MAX_K:
-        raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
+def _check_k(k: int, most: int = MAX_K) -> None:
+    if not 1 <= k <= most:
+        raise SearchError(f"k must be between 1 and {most}, got {k}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +237,8 @@ class IndexVersion:
     details: HitDetails | None  # None: the table outgrew `details_max_rows`; queries fetch the columns
     model: EmbeddingModel
     has_text_index: bool
+    ranking: RankingIndex | None = None  # None: the table outgrew `RANKING_MAX_ROWS`; described falls back to filters
+    parser: QueryParser | None = None
 
     @classmethod
     async def load(
@@ -249,9 +270,21 @@ class IndexVersion:
             # Loaded now rather than partition by partition by the first queries (30-45 ms each, not 10).
             await table.prewarm_index(index.name)
         has_text_index = any(index.columns == [CAPTION_COLUMN] for index in indexes)
-        in_memory = await table.count_rows() <= details_max_rows
-        details = await HitDetails.load(table) if in_memory else None
-        return cls(table, await table.version(), details, model, has_text_index)
+        rows = await table.count_rows()
+        details, ranking = None, None
+        if rows <= min(details_max_rows, RANKING_MAX_ROWS):
+            table_rows = await table.query().select([*HIT_COLUMNS, VECTOR_COLUMN]).to_arrow()
+            details, ranking = await asyncio.to_thread(_details_and_ranking, table_rows)
+        elif rows <= details_max_rows:
+            details = await HitDetails.load(table)
+        parser = QueryParser(ranking.vocabulary) if ranking is not None else None
+        return cls(table, await table.version(), details, model, has_text_index, ranking, parser)
+
+
+def _details_and_ranking(rows: pa.Table) -> tuple[HitDetails, RankingIndex]:
+    """Both in-memory structures from one read of the table (their rows in the same order)."""
+    subject_nouns = {name: template_for(name).subject_noun for name in set(rows["collection"].to_pylist())}
+    return HitDetails(rows), RankingIndex.from_table(rows, subject_nouns=subject_nouns)
 
 
 class NftSearch:
@@ -377,6 +410,94 @@ class NftSearch:
             timings_ms=_timings(started, encoded),
         )
 
+    async def described(
+        self,
+        query: str,
+        k: int = 10,
+        offset: int = 0,
+        collection: str | None = None,
+        traits: Sequence[str] = (),
+        not_traits: Sequence[str] = (),
+        collapse: bool = False,
+        facets: bool = True,
+        most: int = MAX_K,
+    ) -> SearchResults:
+        """Tokens matching what `query` describes: the traits it names (see query.py) required, or
+        boosting when fewer than k tokens carry them all; ranked by the query's text embedding within.
+
+        `traits` and `not_traits` are TYPE=VALUE filters (alternatives joined by "|") that must hold or
+        must not; `offset` pages; `collapse` shows identical pictures once; `most` caps k (exports).
+        """
+        started = time.perf_counter()
+        _check_k(k, most)
+        if offset < 0:
+            raise SearchError(f"offset must be 0 or more, got {offset}")
+        index = await self._current()
+        if index.ranking is None or index.parser is None:
+            results = await self.text(query, k, collection, traits)
+            return SearchResults(results.hits, "text", [*results.notices, "index too large for trait understanding: embedding search"], results.timings_ms)
+        ranking, parser = index.ranking, index.parser
+        query, notices = _clean_query(query, index.model, allow_empty=bool(traits or not_traits or collection))
+        interpretation = parser.parse(query) if query else Interpretation("", (), ())
+        similarities = (
+            ranking.similarities(index.model.embed_texts([query])[0]) if query else np.zeros(ranking.n_rows, np.float32)
+        )
+        encoded = time.perf_counter()
+        filter_chips = [*_filter_chips(ranking, traits, False), *_filter_chips(ranking, not_traits, True)]
+        allowed = np.ones(ranking.n_rows, bool)
+        if collection:
+            allowed &= ranking.collection_mask([collection])
+        collections = [chip.collection for chip in interpretation.chips if chip.kind == "collection" and not chip.negated]
+        if collections:
+            allowed &= ranking.collection_mask(collections)
+        constraints, constraint_words = [], []
+        for chip in [*interpretation.chips, *filter_chips]:
+            if chip.kind == "collection" and chip.negated:
+                allowed &= ~ranking.collection_mask([chip.collection])
+            elif chip.kind == "trait" and chip.negated:
+                allowed &= ~ranking.traits_mask(chip.traits)
+            elif chip.kind == "trait" and chip.source == "filter":
+                allowed &= ranking.traits_mask(chip.traits)
+            elif chip.kind == "trait":
+                constraints.append(ranking.traits_mask(chip.traits))
+                constraint_words.append(chip.text)
+        ranked = ranking.rank(similarities, constraints, allowed, offset, k, collapse)
+        facet_counts = None
+        if facets:
+            strict = allowed.copy()
+            for mask in constraints:
+                strict &= mask
+            facet_counts = ranking.facets(strict)
+        keys = [(ranking.collection_names[ranking.collection_codes[row]], row) for row in ranked.rows]
+        rows = index.details.rows_at([row for _, row in keys]) if index.details is not None else []
+        hits = [
+            SearchHit(
+                offset + rank,
+                float(similarity),
+                float(similarity),
+                **{column: row[column] for column in HIT_COLUMNS},
+                matched=[word for word, met in zip(constraint_words, ranked.met[rank - 1], strict=True) if met],
+                duplicates=int(ranked.duplicates[rank - 1]),
+            )
+            for rank, (similarity, row) in enumerate(zip(ranked.similarities, rows, strict=True), 1)
+        ]
+        if constraints and ranked.exact < min(k + offset, ranked.total):
+            notices.append(
+                f"only {ranked.exact} tokens carry every trait understood; the rest carry some of them"
+            )
+        shown = Interpretation(query, (*interpretation.chips, *filter_chips), interpretation.residual)
+        return SearchResults(
+            hits=hits,
+            mode="described",
+            notices=notices,
+            timings_ms=_timings(started, encoded),
+            interpretation=shown.to_json(ranking.vocabulary),
+            total=ranked.total,
+            exact=ranked.exact,
+            offset=offset,
+            facets=facet_counts,
+        )
+
     async def similar_to_token(
         self,
         collection: str,
@@ -467,9 +588,23 @@ class NftSearch:
         return [_hit(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
 
 
-def _clean_query(query: str, model: EmbeddingModel) -> tuple[str, list[str]]:
+def _filter_chips(ranking: RankingIndex, filters: Sequence[str], negated: bool) -> list[Chip]:
+    """`trait=`/`not_trait=` filters as chips (so the page shows them beside the understood ones)."""
+    chips = []
+    for text in filters:
+        try:
+            ids = tuple(ranking.filter_traits(text))
+        except ValueError as error:
+            raise SearchError(str(error)) from None
+        chips.append(Chip("trait", text, (0, 0), text, negated, None, ids, (), "filter"))
+    return chips
+
+
+def _clean_query(query: str, model: EmbeddingModel, allow_empty: bool = False) -> tuple[str, list[str]]:
     notices = []
     query = " ".join(query.split())
+    if not query and allow_empty:
+        return query, notices
     if not query:
         raise SearchError('empty query: type what you are looking for, e.g. "female with blonde bob and earring"')
     if len(query) > MAX_QUERY_CHARS:
@@ -579,61 +714,3 @@ def _open_image(image: Path | bytes) -> Image.Image:
         raise SearchError(f"no image at {image}") from error
     except (OSError, Image.DecompressionBombError) as error:
         raise SearchError(f"not a readable image: {error}") from error
-
-
-# ---------------------------------------------------------------- `nft-pipeline search`
-
-
-def _split_token(text: str) -> TokenKey:
-    collection, separator, token_id = text.rpartition("/")
-    if not separator or not collection or not token_id:
-        raise SearchError(f"--similar-to takes COLLECTION/TOKEN_ID, e.g. cryptopunks/1234, got {text!r}")
-    return collection, token_id
-
-
-async def _run_search(args: argparse.Namespace) -> SearchResults:
-    # `--trait Type=Female 2` arrives as ["Type=Female", "2"]: the words after the flag are one trait.
-    traits = [" ".join(words) for words in args.trait]
-    search = await NftSearch.open(args.data_dir or default_data_dir(), args.model_dir)
-    if args.similar_to:
-        collection, token_id = _split_token(args.similar_to)
-        return await search.similar_to_token(collection, token_id, args.k, args.collection, traits)
-    if args.similar_to_image:
-        return await search.similar_to_image(args.similar_to_image, args.k, args.collection, traits)
-    if args.query is None:
-        raise SearchError("give a query, --similar-to COLLECTION/TOKEN_ID or --similar-to-image PATH")
-    return await search.text(args.query, args.k, args.collection, traits, args.hybrid)
-
-
-def results_table(results: SearchResults) -> str:
-    """The hits as an aligned terminal table: rank, score, collection, token_id, name, caption."""
-    return text_table(
-        [
-            {
-                "rank": hit.rank,
-                "score": f"{hit.score:.4f}",
-                "collection": hit.collection,
-                "token_id": hit.token_id,
-                "name": hit.name or "",
-                "caption": hit.caption,
-            }
-            for hit in results.hits
-        ]
-    )
-
-
-def search_command(args: argparse.Namespace) -> None:
-    """`nft-pipeline search`: print the hits as a table; bad input prints why and exits with status 2."""
-    try:
-        results = asyncio.run(_run_search(args))
-    except (SearchError, IndexMissing) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    for notice in results.notices:
-        print(f"note: {notice}")
-    print(results_table(results))
-    timings = results.timings_ms
-    print(
-        f"\n{len(results.hits)} results in {timings['total']:.1f} ms "
-        f"(encode {timings['encode']:.1f} ms, search {timings['search']:.1f} ms)"
-    )
