@@ -40,6 +40,7 @@ from typing import Any
 MAX_SPAN_WORDS = 6  # the longest trait value phrase tried ("tie purple on white accessory")
 FUZZY_MIN_LETTERS = 4  # shorter words must be spelled right: "cap"/"cat"/"car" are all real values
 FUZZY_TWO_EDITS_LETTERS = 8
+CATEGORY_MIN_VALUES = 3  # a word in this many values of a collection names a kind of thing ("hair")
 COMPOUND_PART_LETTERS = 4  # "grey" in "foggrey"; shorter parts ("cap" in "capybara") mislead
 
 # Words that carry no trait: articles, connectors, verbs of wearing and having. Trait values that
@@ -82,11 +83,10 @@ _WORD = re.compile(r"[a-z0-9]+(?:/o)?|[^\x00-\x7f]+", re.IGNORECASE)
 @lru_cache(maxsize=65536)
 def singular(word: str) -> str:
     """A plural folded to its singular by English suffix rules (no dictionary): glasses -> glass,
-    pigtails -> pigtail, bodies -> body; "ss"/"us"/"is" endings are kept."""
+    pigtails -> pigtail, zombies -> zombie; "ss"/"us"/"is" endings are kept. "-ies" loses only its
+    "s" (zombies, hoodies): "bodies" -> "bodie" is then one typo from "body"."""
     if len(word) <= 3 or word[-1] != "s" or word.isdigit():
         return word
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
     if word.endswith(("sses", "shes", "ches", "xes", "zes")):
         return word[:-2]
     if word.endswith(("ss", "us", "is")):
@@ -231,6 +231,17 @@ class TraitVocabulary:
             for word in full:
                 self.postings[word].add(i)
         self._add_compound_parts()
+        # Words naming a kind of thing several values of one collection share ("hair", "hat", "shade").
+        per_collection: Counter[tuple[str, str]] = Counter(
+            (self.traits[i].collection, word) for i, value in enumerate(self.value_words) for word in value
+        )
+        self.category_words: dict[str, set[str]] = defaultdict(set)  # word -> collections where it is one
+        for (collection, word), n in per_collection.items():
+            if n >= CATEGORY_MIN_VALUES:
+                self.category_words[word].add(collection)
+        for ref in self.traits:
+            for word in words(ref.trait_type):
+                self.category_words[word].add(ref.collection)
         self.collection_of_word: dict[str, str] = {}
         for collection, names in collection_words.items():
             for name in names:
@@ -315,7 +326,9 @@ class TraitVocabulary:
                 return head, tail
         return None
 
-    def matching(self, span_words: frozenset[str], collections: Sequence[str] = ()) -> tuple[int, ...]:
+    def matching(
+        self, span_words: frozenset[str], collections: Sequence[str] = (), exact_only: bool = False
+    ) -> tuple[int, ...]:
         """The trait ids a bag of words names, in `collections` (all if empty): per collection, the
         values it is exactly, if any, else every value containing all its words."""
         ids: set[int] | None = None
@@ -335,7 +348,7 @@ class TraitVocabulary:
         found = []
         for members in by_collection.values():
             exact = [i for i in members if span_words in (self.value_words[i], self.full_words[i])]
-            found.extend(exact or members)
+            found.extend(exact or ([] if exact_only else members))
         return tuple(sorted(found))
 
 
@@ -389,7 +402,10 @@ class QueryParser:
                 continue
             corrected = None
             if word not in vocabulary.known_words and word not in self.synonyms:
-                corrected = vocabulary.correct(word)
+                if word.endswith("ie") and word[:-2] + "y" in vocabulary.known_words:
+                    word = word[:-2] + "y"  # "bodies" was folded to "bodie"
+                else:
+                    corrected = vocabulary.correct(word)
             collection = vocabulary.collection_of_word.get(corrected or word)
             if collection is not None:
                 typo = (f"{original} -> {corrected}",) if corrected else ()
@@ -416,6 +432,13 @@ class QueryParser:
             if length > 1 and any(w.negated for w in span[1:]):
                 continue  # "bob no earring": a negation starts a new span
             ids = self._span_traits(span, collections)
+            if not ids and length > 1 and span[-1].text in self.vocabulary.category_words:
+                # "wild blonde hair": a value ("Wild Blonde") followed by the kind of thing it is
+                kinds = self.vocabulary.category_words[span[-1].text]
+                ids = tuple(
+                    i for i in self._span_traits(span[:-1], collections, exact_only=True)
+                    if self.vocabulary.traits[i].collection in kinds
+                )
             if ids:
                 start, end = span[0].start, span[-1].end
                 corrected = tuple(f"{w.original} -> {w.text}" for w in span if w.corrected)
@@ -424,7 +447,7 @@ class QueryParser:
                 return chip, length
         return None, 0
 
-    def _span_traits(self, span: list[_Word], collections: Sequence[str]) -> tuple[int, ...]:
+    def _span_traits(self, span: list[_Word], collections: Sequence[str], exact_only: bool = False) -> tuple[int, ...]:
         """Trait ids named by a span of words: each synonym's alternatives tried, joined words tried
         ("hard hat" = hardhat), and a span only of numbers or of one letter refused."""
         if all(w.text.isdigit() or len(w.text) < 2 for w in span):
@@ -436,7 +459,7 @@ class QueryParser:
             bag = frozenset(word for phrase in combination for word in phrase)
             if not bag:
                 continue
-            found.update(vocabulary.matching(bag, collections))
+            found.update(vocabulary.matching(bag, collections, exact_only))
         if not found and len(span) > 1:
             joined = "".join(w.text for w in span)
             for word in (joined, singular(joined)):

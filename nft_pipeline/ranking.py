@@ -132,6 +132,17 @@ class RankingIndex:
     def similarities(self, vector: np.ndarray) -> np.ndarray:
         return self.vectors @ np.asarray(vector, np.float32)
 
+    def typicality(self, constraints: Sequence[np.ndarray], allowed: np.ndarray) -> np.ndarray:
+        """Each row's cosine similarity to the mean embedding of the allowed rows meeting the most
+        constraints: without query words to rank by, the most typical matches come first."""
+        met_count = np.zeros(self.n_rows, np.int32)
+        for mask in constraints:
+            met_count += mask
+        best = allowed & (met_count == (met_count[allowed].max() if allowed.any() else 0))
+        centroid = self.vectors[best].mean(axis=0) if best.any() else np.zeros(self.vectors.shape[1], np.float32)
+        norm = float(np.linalg.norm(centroid))
+        return self.vectors @ (centroid / norm if norm else centroid)
+
     def rank(
         self,
         similarities: np.ndarray,
@@ -151,9 +162,9 @@ class RankingIndex:
         duplicates = np.ones(len(order), np.int64)
         if collapse and len(order):
             groups = self.duplicate_group[order]
-            _, first, counts = np.unique(groups, return_index=True, return_counts=True)
+            unique_groups, first, counts = np.unique(groups, return_index=True, return_counts=True)
             keep = np.sort(first)
-            duplicates = counts[np.searchsorted(np.sort(np.unique(groups)), groups[keep])]
+            duplicates = counts[np.searchsorted(unique_groups, groups[keep])]
             order = order[keep]
             exact = int(np.count_nonzero(met_count[order] == len(constraints)))
         page = order[offset : offset + limit]

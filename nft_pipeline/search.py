@@ -75,6 +75,7 @@ from nft_pipeline.ranking import RankingIndex, reciprocal_rank_fusion
 __all__ = ["reciprocal_rank_fusion"]  # re-exported: fusion lives in ranking.py
 
 MAX_K = 100
+QUERY_VECTORS_KEPT = 4096  # text embeddings remembered (a few MB)
 MAX_EXPORT = 10_000  # rows one export returns
 RANKING_MAX_ROWS = 1_000_000  # embeddings held in memory for the described mode up to here (~2 GB at 512-d)
 MAX_QUERY_CHARS = 1_000
@@ -316,6 +317,7 @@ class NftSearch:
         self._checked_at = time.monotonic()
         self._refreshing: asyncio.Task[bool] | None = None
         self._unusable_version: int | None = None
+        self._query_vectors: dict[tuple[str, str], np.ndarray] = {}  # insertion order = least recent first
 
     @classmethod
     async def open(
@@ -439,9 +441,10 @@ class NftSearch:
         ranking, parser = index.ranking, index.parser
         query, notices = _clean_query(query, index.model, allow_empty=bool(traits or not_traits or collection))
         interpretation = parser.parse(query) if query else Interpretation("", (), ())
-        similarities = (
-            ranking.similarities(index.model.embed_texts([query])[0]) if query else np.zeros(ranking.n_rows, np.float32)
-        )
+        # Every word understood: the traits say it all, and the text encoder (most of a query's time)
+        # is skipped; the matching tokens are ordered by how typical they are of the matching set.
+        understood = not interpretation.residual
+        similarities = None if understood else ranking.similarities(self._query_vector(index, query))
         encoded = time.perf_counter()
         filter_chips = [*_filter_chips(ranking, traits, False), *_filter_chips(ranking, not_traits, True)]
         allowed = np.ones(ranking.n_rows, bool)
@@ -461,6 +464,8 @@ class NftSearch:
             elif chip.kind == "trait":
                 constraints.append(ranking.traits_mask(chip.traits))
                 constraint_words.append(chip.text)
+        if similarities is None:
+            similarities = ranking.typicality(constraints, allowed)
         ranked = ranking.rank(similarities, constraints, allowed, offset, k, collapse)
         facet_counts = None
         if facets:
@@ -488,7 +493,7 @@ class NftSearch:
         shown = Interpretation(query, (*interpretation.chips, *filter_chips), interpretation.residual)
         return SearchResults(
             hits=hits,
-            mode="described",
+            mode="described" if not understood else "described (by traits)",
             notices=notices,
             timings_ms=_timings(started, encoded),
             interpretation=shown.to_json(ranking.vocabulary),
@@ -497,6 +502,17 @@ class NftSearch:
             offset=offset,
             facets=facet_counts,
         )
+
+    def _query_vector(self, index: IndexVersion, query: str) -> np.ndarray:
+        """The query's text embedding, remembered per model (paging and facet clicks repeat a query)."""
+        key = (index.model.run_id, query)
+        vector = self._query_vectors.pop(key, None)
+        if vector is None:
+            vector = index.model.embed_texts([query])[0]
+        self._query_vectors[key] = vector
+        while len(self._query_vectors) > QUERY_VECTORS_KEPT:
+            self._query_vectors.pop(next(iter(self._query_vectors)))
+        return vector
 
     async def similar_to_token(
         self,
