@@ -231,17 +231,21 @@ class TraitVocabulary:
             for word in full:
                 self.postings[word].add(i)
         self._add_compound_parts()
-        # Words naming a kind of thing several values of one collection share ("hair", "hat", "shade").
-        per_collection: Counter[tuple[str, str]] = Counter(
-            (self.traits[i].collection, word) for i, value in enumerate(self.value_words) for word in value
+        # Words naming a kind of thing several values of one trait type share ("hair", "hat", "shade"),
+        # and are not a value themselves ("cap" is one): word -> {(collection, trait type)}.
+        per_type: Counter[tuple[str, str, str]] = Counter(
+            (self.traits[i].collection, self.traits[i].trait_type, word)
+            for i, value in enumerate(self.value_words)
+            for word in value
         )
-        self.category_words: dict[str, set[str]] = defaultdict(set)  # word -> collections where it is one
-        for (collection, word), n in per_collection.items():
-            if n >= CATEGORY_MIN_VALUES:
-                self.category_words[word].add(collection)
+        values = {(self.traits[i].collection, word) for i, value in enumerate(self.value_words) if len(value) == 1 for word in value}
+        self.category_words: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for (collection, trait_type, word), n in per_type.items():
+            if n >= CATEGORY_MIN_VALUES and (collection, word) not in values:
+                self.category_words[word].add((collection, trait_type))
         for ref in self.traits:
             for word in words(ref.trait_type):
-                self.category_words[word].add(ref.collection)
+                self.category_words[word].add((ref.collection, ref.trait_type))
         self.collection_of_word: dict[str, str] = {}
         for collection, names in collection_words.items():
             for name in names:
@@ -432,12 +436,12 @@ class QueryParser:
             if length > 1 and any(w.negated for w in span[1:]):
                 continue  # "bob no earring": a negation starts a new span
             ids = self._span_traits(span, collections)
-            if not ids and length > 1 and span[-1].text in self.vocabulary.category_words:
+            if not ids and length > 1 and self.vocabulary.category_words.get(span[-1].text):
                 # "wild blonde hair": a value ("Wild Blonde") followed by the kind of thing it is
                 kinds = self.vocabulary.category_words[span[-1].text]
                 ids = tuple(
                     i for i in self._span_traits(span[:-1], collections, exact_only=True)
-                    if self.vocabulary.traits[i].collection in kinds
+                    if (self.vocabulary.traits[i].collection, self.vocabulary.traits[i].trait_type) in kinds
                 )
             if ids:
                 start, end = span[0].start, span[-1].end
