@@ -132,6 +132,17 @@ class RankingIndex:
     def similarities(self, vector: np.ndarray) -> np.ndarray:
         return self.vectors @ np.asarray(vector, np.float32)
 
+    def best_collections(self, constraints: Sequence[np.ndarray], allowed: np.ndarray) -> np.ndarray:
+        """`allowed` narrowed to the collections whose tokens meet the most constraints: "3d glasses"
+        without a collection word is a CryptoPunks query, so the page is filled with punks."""
+        if not constraints or not allowed.any():
+            return allowed
+        met_count = np.sum(constraints, axis=0)
+        codes = self.collection_codes[allowed]
+        best = np.zeros(len(self.collection_names), np.int64)
+        np.maximum.at(best, codes, met_count[allowed])
+        return allowed & np.isin(self.collection_codes, np.flatnonzero(best == best.max()))
+
     def typicality(self, constraints: Sequence[np.ndarray], allowed: np.ndarray) -> np.ndarray:
         """Each row's cosine similarity to the mean embedding of the allowed rows meeting the most
         constraints: without query words to rank by, the most typical matches come first."""

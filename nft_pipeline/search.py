@@ -464,6 +464,8 @@ class NftSearch:
             elif chip.kind == "trait":
                 constraints.append(ranking.traits_mask(chip.traits))
                 constraint_words.append(chip.text)
+        if not collection and not collections:
+            allowed = ranking.best_collections(constraints, allowed)
         if similarities is None:
             similarities = ranking.typicality(constraints, allowed)
         ranked = ranking.rank(similarities, constraints, allowed, offset, k, collapse)

@@ -47,6 +47,7 @@ DEFAULT_K = 24
 SEARCH = web.AppKey("search", NftSearch)
 IMAGES_ROOT = web.AppKey("images_root", Path)
 URL_FETCH_LIMITS = web.AppKey("url_fetch_limits", HttpLimits)
+MAX_REQUEST_LINE = 1024 * 1024  # bytes of a request line: a query of up to ~300 KB, URL-encoded
 EXPORT_COLUMNS = ["rank", "collection", "token_id", "name", "similarity", "matched", "duplicates", "caption"]
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -244,7 +245,12 @@ async def json_errors_and_headers(
 def create_app(search: NftSearch, images_root: Path, url_fetch_limits: HttpLimits = URL_LIMITS) -> web.Application:
     """The page and API over an open `NftSearch`; images are served from `images_root` only, and
     searched-by URLs fetched under `url_fetch_limits` (tests allow their own loopback host there)."""
-    app = web.Application(middlewares=[json_errors_and_headers], client_max_size=MAX_IMAGE_BYTES + 1)
+    app = web.Application(
+        middlewares=[json_errors_and_headers],
+        client_max_size=MAX_IMAGE_BYTES + 1,
+        # A pasted essay is answered (cut, with a notice) rather than refused by the HTTP parser.
+        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_REQUEST_LINE},
+    )
     app[SEARCH] = search
     app[IMAGES_ROOT] = images_root
     app[URL_FETCH_LIMITS] = url_fetch_limits
