@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from nft_pipeline.query import TraitRef, TraitVocabulary, fold
+from nft_pipeline.query import Chip, TraitRef, TraitVocabulary, fold
 
 RRF_K = 60  # the constant of Cormack et al.; damps the difference between the first few ranks
 DUPLICATE_DECIMALS = 2  # embeddings equal to 2 decimals in every dimension: the same picture (cosine > 0.999)
@@ -181,6 +181,12 @@ class RankingIndex:
         page = order[offset : offset + limit]
         met = np.stack([mask[page] for mask in constraints], axis=1) if constraints else np.zeros((len(page), 0), bool)
         return Ranked(page, similarities[page], met, duplicates[offset : offset + limit], len(order), exact)
+
+    def matched_traits(self, row: int, chips: Sequence[Chip]) -> list[dict[str, str]]:
+        """The row's own trait values that `chips` name (what its hit shows outlined)."""
+        named = {trait for chip in chips for trait in chip.traits}
+        refs = [self.vocabulary.traits[t] for t in self.row_traits[row] if t >= 0 and t in named]
+        return [{"trait_type": ref.trait_type, "value": ref.value} for ref in refs]
 
     def facets(self, allowed: np.ndarray, per_type: int = FACET_VALUES_PER_TYPE) -> list[dict]:
         """Per (collection, trait type), the values carried in `allowed` rows with their counts, most first."""

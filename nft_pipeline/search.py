@@ -110,6 +110,7 @@ class SearchHit:
     tags: list[CaptionTag]
     matched: list[str] = field(default_factory=list)  # the query's words for the traits it carries
     duplicates: int = 1  # tokens with the same picture this hit stands for (duplicate collapse)
+    outline_traits: list[dict[str, str]] = field(default_factory=list)  # its traits the query matched
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -453,7 +454,7 @@ class NftSearch:
         collections = [chip.collection for chip in interpretation.chips if chip.kind == "collection" and not chip.negated]
         if collections:
             allowed &= ranking.collection_mask(collections)
-        constraints, constraint_words = [], []
+        constraints, constraint_chips = [], []
         for chip in [*interpretation.chips, *filter_chips]:
             if chip.kind == "collection" and chip.negated:
                 allowed &= ~ranking.collection_mask([chip.collection])
@@ -463,7 +464,7 @@ class NftSearch:
                 allowed &= ranking.traits_mask(chip.traits)
             elif chip.kind == "trait":
                 constraints.append(ranking.traits_mask(chip.traits))
-                constraint_words.append(chip.text)
+                constraint_chips.append(chip)
         if not collection and not collections:
             allowed = ranking.best_collections(constraints, allowed)
         if similarities is None:
@@ -483,10 +484,11 @@ class NftSearch:
                 float(similarity),
                 float(similarity),
                 **{column: row[column] for column in HIT_COLUMNS},
-                matched=[word for word, met in zip(constraint_words, ranked.met[rank - 1], strict=True) if met],
+                matched=[chip.text for chip, met in zip(constraint_chips, ranked.met[rank - 1], strict=True) if met],
                 duplicates=int(ranked.duplicates[rank - 1]),
+                outline_traits=ranking.matched_traits(position, constraint_chips),
             )
-            for rank, (similarity, row) in enumerate(zip(ranked.similarities, rows, strict=True), 1)
+            for rank, (similarity, row, position) in enumerate(zip(ranked.similarities, rows, ranked.rows, strict=True), 1)
         ]
         if constraints and ranked.exact < min(k + offset, ranked.total):
             notices.append(

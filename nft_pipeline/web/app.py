@@ -13,7 +13,9 @@ Routes:
 - `GET /api/similar?collection=&token_id=&k=&in_collection=`: tokens that look like a token;
 - `GET /api/collections`: indexed collections and their token counts;
 - `GET /api/token/<collection>/<token_id>`: one token's name, caption and tags;
-- `GET /img/<collection>/<token_id>`: a token's standardized PNG.
+- `GET /img/<collection>/<token_id>`: a token's standardized PNG;
+- `GET /api/outline/<collection>/<token_id>?trait_type=&value=`: that trait's component outlined as
+  it shows in the token (web/outlines.py), laid over a hit on hover.
 
 Images are looked up by key in the index, never by a path taken from the request, and a file is
 only served when its real path (symlinks resolved) lies inside `<data dir>/images`: an index row
@@ -25,6 +27,7 @@ Content-Security-Policy allows no script or image from anywhere but this server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import json
@@ -40,6 +43,7 @@ from nft_pipeline.index import IndexMissing
 from nft_pipeline.search import MAX_EXPORT, MAX_IMAGE_BYTES, MAX_K, NftSearch, SearchError, SearchResults, UnknownToken
 from nft_pipeline.storage import default_data_dir
 from nft_pipeline.web.image_query import URL_LIMITS, fetched_image, uploaded_image
+from nft_pipeline.web.outlines import ComponentOutlines
 
 IMAGES_DIR = "images"  # under the data directory: where the standardize stage writes PNGs
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -47,6 +51,7 @@ DEFAULT_K = 24
 SEARCH = web.AppKey("search", NftSearch)
 IMAGES_ROOT = web.AppKey("images_root", Path)
 URL_FETCH_LIMITS = web.AppKey("url_fetch_limits", HttpLimits)
+OUTLINES = web.AppKey("outlines", ComponentOutlines)
 MAX_REQUEST_LINE = 1024 * 1024  # bytes of a request line: a query of up to ~300 KB, URL-encoded
 EXPORT_COLUMNS = ["rank", "collection", "token_id", "name", "similarity", "matched", "duplicates", "caption"]
 SECURITY_HEADERS = {
@@ -215,13 +220,30 @@ async def api_token(request: web.Request) -> web.Response:
     return web.json_response(hit.to_json())
 
 
-async def image(request: web.Request) -> web.FileResponse:
+async def _token_png(request: web.Request) -> Path:
+    """The token's standardized PNG, if the index has it inside the images dir; 404 otherwise."""
     png_path = await request.app[SEARCH].png_path(request.match_info["collection"], request.match_info["token_id"])
     root = request.app[IMAGES_ROOT]
     path = contained_file(root.parent / png_path, root) if png_path else None
     if path is None:
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
+    return path
+
+
+async def image(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(await _token_png(request), headers={"Cache-Control": "max-age=3600"})
+
+
+async def outline(request: web.Request) -> web.Response:
+    """A trait's component outlined as it shows in the token's image (a transparent PNG); 404 without one."""
+    path = await _token_png(request)
+    trait_type, value = request.query.get("trait_type", ""), request.query.get("value", "")
+    png = await asyncio.to_thread(
+        request.app[OUTLINES].outline, request.match_info["collection"], trait_type, value, path
+    )
+    if png is None:
+        raise web.HTTPNotFound()
+    return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
 @web.middleware
@@ -254,6 +276,7 @@ def create_app(search: NftSearch, images_root: Path, url_fetch_limits: HttpLimit
     app[SEARCH] = search
     app[IMAGES_ROOT] = images_root
     app[URL_FETCH_LIMITS] = url_fetch_limits
+    app[OUTLINES] = ComponentOutlines(images_root.parent)
     app.router.add_get("/", page)
     app.router.add_get("/api/search", api_search)
     app.router.add_get("/api/export", api_export)
@@ -263,6 +286,7 @@ def create_app(search: NftSearch, images_root: Path, url_fetch_limits: HttpLimit
     app.router.add_get("/api/collections", api_collections)
     app.router.add_get("/api/token/{collection}/{token_id}", api_token)
     app.router.add_get("/img/{collection}/{token_id}", image)
+    app.router.add_get("/api/outline/{collection}/{token_id}", outline)
     return app
 
 
