@@ -231,12 +231,12 @@ class TraitVocabulary:
             for word in full:
                 self.postings[word].add(i)
         self._add_compound_parts()
-        # Words naming a kind of thing several values of one trait type share ("hair", "hat", "shade"),
+        # Words naming a kind of thing several values of one trait type end with ("hair", "hat", "shade"),
         # and are not a value themselves ("cap" is one): word -> {(collection, trait type)}.
         per_type: Counter[tuple[str, str, str]] = Counter(
-            (self.traits[i].collection, self.traits[i].trait_type, word)
-            for i, value in enumerate(self.value_words)
-            for word in value
+            (ref.collection, ref.trait_type, ordered[-1])
+            for ref in self.traits
+            if (ordered := [w for w in words(ref.value) if w not in STOPWORDS])
         )
         values = {(self.traits[i].collection, word) for i, value in enumerate(self.value_words) if len(value) == 1 for word in value}
         self.category_words: dict[str, set[tuple[str, str]]] = defaultdict(set)
@@ -436,7 +436,10 @@ class QueryParser:
             if length > 1 and any(w.negated for w in span[1:]):
                 continue  # "bob no earring": a negation starts a new span
             ids = self._span_traits(span, collections)
-            if not ids and length > 1 and self.vocabulary.category_words.get(span[-1].text):
+            kind_word_free = position + length >= len(content) or not self._span_traits(
+                content[position + length - 1 : position + length + 1], collections
+            )  # "lipstick straight hair": "straight" begins the next value, it is not lipstick's kind
+            if not ids and length > 1 and kind_word_free and self.vocabulary.category_words.get(span[-1].text):
                 # "wild blonde hair": a value ("Wild Blonde") followed by the kind of thing it is
                 kinds = self.vocabulary.category_words[span[-1].text]
                 ids = tuple(
