@@ -36,14 +36,12 @@ says so in `notices`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import logging
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +49,21 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.query import MatchQuery
 from PIL import Image
 
-from nft_pipeline.captions import CaptionTag, template_for
+from nft_pipeline.captions import template_for
+from nft_pipeline.hits import (
+    HIT_COLUMNS,
+    KEY_COLUMNS,
+    HitDetails,
+    SearchError,
+    SearchHit,
+    SearchResults,
+    TokenKey,
+    UnknownToken,
+    hit_from_row,
+    keys_of,
+)
 from nft_pipeline.index import (
     CAPTION_COLUMN,
     DEFAULT_ANN,
@@ -66,13 +75,13 @@ from nft_pipeline.index import (
     IndexMissing,
     fold_text,
     lance_path,
-    sql_literal,
-    trait_key,
 )
+from nft_pipeline.lance_queries import filter_sql, matching_captions, nearest_hits, nearest_keys, token_rows
 from nft_pipeline.query import Chip, Interpretation, QueryParser
 from nft_pipeline.ranking import RankingIndex, reciprocal_rank_fusion
 
-__all__ = ["reciprocal_rank_fusion"]  # re-exported: fusion lives in ranking.py
+# Re-exported: callers and tests import these from here, where search is used.
+__all__ = ["HitDetails", "SearchError", "SearchHit", "SearchResults", "TokenKey", "UnknownToken", "filter_sql", "reciprocal_rank_fusion"]
 
 MAX_K = 100
 QUERY_VECTORS_KEPT = 4096  # text embeddings remembered (a few MB)
@@ -82,136 +91,12 @@ MAX_QUERY_CHARS = 1_000
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 HYBRID_CANDIDATES = 50  # per ranking; fusion reorders these, so a deep second page is not needed
 log = logging.getLogger(__name__)
-KEY_COLUMNS = ["collection", "token_id"]
-HIT_COLUMNS = [*KEY_COLUMNS, "name", "caption", "tags"]  # what a hit shows
 REFRESH_INTERVAL_S = 5.0  # how stale a running search may be after the index is rewritten
 DETAILS_MAX_ROWS = 5_000_000  # hit columns held in memory up to here (~1.7 GB), fetched per query beyond
-
-TokenKey = tuple[str, str]
-
-
-class SearchError(ValueError):
-    """A request search cannot answer; the message is written for the person who made it."""
-
-
-class UnknownToken(SearchError):
-    """The token asked about is not in the index."""
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    rank: int  # 1 = best
-    score: float  # what ranked it: the cosine similarity, or the fused RRF score in hybrid search
-    similarity: float  # cosine similarity of its image embedding to the query embedding
-    collection: str
-    token_id: str
-    name: str | None
-    caption: str
-    tags: list[CaptionTag]
-    matched: list[str] = field(default_factory=list)  # the query's words for the traits it carries
-    duplicates: int = 1  # tokens with the same picture this hit stands for (duplicate collapse)
-    outline_traits: list[dict[str, str]] = field(default_factory=list)  # its traits the query matched
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SearchResults:
-    hits: list[SearchHit]
-    mode: str  # text | hybrid | similar_to_token | similar_to_image
-    notices: list[str] = field(default_factory=list)  # what was changed or ignored in the request
-    timings_ms: dict[str, float] = field(default_factory=dict)  # encode, search, total
-    interpretation: dict[str, Any] | None = None  # described mode: what the query was understood as
-    total: int | None = None  # described mode: tokens passing the filters (pages reach this far)
-    exact: int | None = None  # described mode: of those, tokens carrying every understood trait
-    offset: int = 0
-    facets: list[dict[str, Any]] | None = None  # described mode: trait value counts over the filtered set
-
-    def to_json(self) -> dict[str, Any]:
-        body = {
-            "mode": self.mode,
-            "hits": [hit.to_json() for hit in self.hits],
-            "notices": self.notices,
-            "timings_ms": {name: round(value, 2) for name, value in self.timings_ms.items()},
-        }
-        if self.interpretation is not None:
-            body.update(
-                interpretation=self.interpretation,
-                total=self.total,
-                exact=self.exact,
-                offset=self.offset,
-                facets=self.facets,
-            )
-        return body
-
-
-def parse_trait(text: str) -> str:
-    """The table's trait key for a filter written TYPE=VALUE ("Type=Female 2"); SearchError otherwise."""
-    trait_type, separator, value = text.partition("=")
-    if not separator or not value.strip():
-        raise SearchError(f"trait filter {text!r} must look like TYPE=VALUE, e.g. Type=Female 2")
-    return trait_key(trait_type, value)
-
-
-def filter_sql(collection: str | None, traits: Sequence[str], exclude: TokenKey | None = None) -> str | None:
-    """The SQL prefilter for a collection, traits that must all be present, and a token to leave out."""
-    clauses = []
-    if collection:
-        clauses.append(f"collection = {sql_literal(collection)}")
-    if traits:
-        keys = ", ".join(sql_literal(parse_trait(trait)) for trait in traits)
-        clauses.append(f"array_has_all(traits, [{keys}])")
-    if exclude:
-        clauses.append(f"NOT (collection = {sql_literal(exclude[0])} AND token_id = {sql_literal(exclude[1])})")
-    return " AND ".join(clauses) or None
 
 
 def _comparable(text: str | None) -> str:
     return fold_text(text or "").rstrip(".")
-
-
-def _hit(rank: int, score: float, similarity: float, row: dict[str, Any]) -> SearchHit:
-    return SearchHit(rank, score, similarity, **{column: row[column] for column in HIT_COLUMNS})
-
-
-def _keys(rows: pa.Table) -> list[TokenKey]:
-    return list(zip(rows["collection"].to_pylist(), rows["token_id"].to_pylist(), strict=True))
-
-
-class HitDetails:
-    """The shown columns of every row of one table version, held in memory.
-
-    Why: fetching them with each vector query cost LanceDB 0.40 1-1.5 ms on a 100,000-row table
-    (docs/search.md); a lookup here takes 0.05 ms. Kept as the table's Arrow columns (compact) and a key -> row map: about 340
-    bytes a token with short captions.
-    """
-
-    def __init__(self, rows: pa.Table):
-        rows = rows.select(HIT_COLUMNS)
-        # One batch: a take across the ~100 batches LanceDB returns costs 1.4 ms, on one 0.05 ms.
-        self._rows = rows.combine_chunks()
-        self._row_of = {key: row for row, key in enumerate(_keys(rows))}
-
-    @classmethod
-    async def load(cls, table: lancedb.AsyncTable) -> HitDetails:
-        """The details of the version `table` has checked out (a table read once, a few columns); the
-        batches are combined and the key map built in a thread, off the event loop."""
-        return await asyncio.to_thread(cls, await table.query().select(HIT_COLUMNS).to_arrow())
-
-    def __len__(self) -> int:
-        return len(self._row_of)
-
-    def __contains__(self, key: TokenKey) -> bool:
-        return key in self._row_of
-
-    def rows_at(self, positions: Sequence[int]) -> list[dict[str, Any]]:
-        """The HIT_COLUMNS of rows by position (the order `RankingIndex` was built in)."""
-        return self._rows.take(pa.array(positions, pa.int64())).to_pylist()
-
-    def rows(self, keys: Sequence[TokenKey]) -> list[dict[str, Any]]:
-        """The HIT_COLUMNS of each key, in order (KeyError for a key this version does not hold)."""
-        return self._rows.take(pa.array([self._row_of[key] for key in keys], pa.int64())).to_pylist()
 
 
 def _timings(started: float, encoded: float) -> dict[str, float]:
@@ -530,7 +415,7 @@ class NftSearch:
         started = time.perf_counter()
         _check_k(k)
         index = await self._current()
-        rows = await _token_rows(index.table, collection, token_id, [VECTOR_COLUMN])
+        rows = await token_rows(index.table, collection, token_id, [VECTOR_COLUMN])
         if not rows:
             raise UnknownToken(f"token {collection}/{token_id} is not in the index (check the collection slug and id)")
         where = filter_sql(in_collection, traits, exclude=(collection, token_id))
@@ -566,12 +451,12 @@ class NftSearch:
         if index.details is not None:
             rows = index.details.rows([key]) if key in index.details else []
         else:
-            rows = await _token_rows(index.table, collection, token_id, HIT_COLUMNS)
-        return _hit(0, 1.0, 1.0, rows[0]) if rows else None
+            rows = await token_rows(index.table, collection, token_id, HIT_COLUMNS)
+        return hit_from_row(0, 1.0, 1.0, rows[0]) if rows else None
 
     async def png_path(self, collection: str, token_id: str) -> str | None:
         """The standardized PNG the index records for a token (as written: absolute or data-dir relative)."""
-        rows = await _token_rows((await self._current()).table, collection, token_id, ["png_path"])
+        rows = await token_rows((await self._current()).table, collection, token_id, ["png_path"])
         return rows[0]["png_path"] if rows else None
 
     async def collections(self) -> list[dict[str, Any]]:
@@ -587,9 +472,9 @@ class NftSearch:
         shown = KEY_COLUMNS if index.details is not None else HIT_COLUMNS
         by_vector, by_words = await asyncio.gather(
             nearest_keys(index.table, vector, candidates, self.settings, where, shown),
-            _matching_captions(index.table, query, candidates, where, shown),
+            matching_captions(index.table, query, candidates, where, shown),
         )
-        vector_keys, word_keys = _keys(by_vector), _keys(by_words)
+        vector_keys, word_keys = keys_of(by_vector), keys_of(by_words)
         similarity = dict(zip(vector_keys, (1.0 - d for d in by_vector["_distance"].to_pylist()), strict=True))
         for key, stored in zip(word_keys, by_words[VECTOR_COLUMN].to_pylist(), strict=True):
             similarity.setdefault(key, float(np.dot(np.asarray(stored), vector)))
@@ -600,12 +485,12 @@ class NftSearch:
             rows = {
                 key: row
                 for found in (by_words, by_vector)
-                for key, row in zip(_keys(found), found.to_pylist(), strict=True)
+                for key, row in zip(keys_of(found), found.to_pylist(), strict=True)
             }
         wanted = _comparable(query)
         exact = {key for key, row in rows.items() if wanted in (_comparable(row["caption"]), _comparable(row["name"]))}
         order = sorted(fused, key=lambda key: (key not in exact, -fused[key], key))
-        return [_hit(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
+        return [hit_from_row(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
 
 
 def _filter_chips(ranking: RankingIndex, filters: Sequence[str], negated: bool) -> list[Chip]:
@@ -637,78 +522,6 @@ def _clean_query(query: str, model: EmbeddingModel, allow_empty: bool = False) -
             "(start and end markers included) and ignored the rest"
         )
     return query, notices
-
-
-async def _token_rows(table: lancedb.AsyncTable, collection: str, token_id: str, columns: list[str]) -> list[dict]:
-    where = f"collection = {sql_literal(collection)} AND token_id = {sql_literal(token_id)}"
-    return (await table.query().where(where).select(columns).limit(1).to_arrow()).to_pylist()
-
-
-async def _matching_captions(
-    table: lancedb.AsyncTable, query: str, limit: int, where: str | None, columns: Sequence[str]
-) -> pa.Table:
-    """`columns` and the vectors of rows whose captions share words with `query`, best BM25 first
-    (a match query: no query syntax)."""
-    search = (
-        table.query()
-        .nearest_to_text(MatchQuery(query, CAPTION_COLUMN))
-        .select([*columns, VECTOR_COLUMN, "_score"])
-        .limit(limit)
-    )
-    if where:
-        search = search.where(where)
-    return await search.to_arrow()
-
-
-async def nearest_keys(
-    table: lancedb.AsyncTable,
-    vector: np.ndarray,
-    limit: int,
-    settings: AnnSettings = DEFAULT_ANN,
-    where: str | None = None,
-    columns: Sequence[str] = KEY_COLUMNS,
-) -> pa.Table:
-    """`columns` (the keys by default) and cosine distances (`_distance`) of the `limit` rows nearest
-    to `vector`, filtered by `where` first.
-
-    With a vector index, `nprobes` partitions are searched and the quantized candidates re-ranked
-    with the stored vectors, so distances are exact; without one, every row is compared.
-    """
-    query = (
-        table.query()
-        .nearest_to(vector)
-        .distance_type("cosine")
-        .nprobes(settings.nprobes)
-        .refine_factor(settings.refine_factor)
-        .select([*columns, "_distance"])
-        .limit(limit)
-    )
-    if where:
-        query = query.where(where)
-    return await query.to_arrow()
-
-
-async def nearest_hits(
-    table: lancedb.AsyncTable,
-    details: HitDetails | None,
-    vector: np.ndarray,
-    limit: int,
-    settings: AnnSettings = DEFAULT_ANN,
-    where: str | None = None,
-) -> list[SearchHit]:
-    """The `limit` hits nearest to `vector`, ranked by cosine similarity (= 1 - cosine distance).
-
-    `details` must be of the version `table` has checked out; without them the query fetches the
-    shown columns itself (about 1 ms a column).
-    """
-    if details is not None:
-        nearest = await nearest_keys(table, vector, limit, settings, where)
-        rows = details.rows(_keys(nearest))
-    else:
-        nearest = await nearest_keys(table, vector, limit, settings, where, HIT_COLUMNS)
-        rows = nearest.select(HIT_COLUMNS).to_pylist()
-    similarities = [1.0 - distance for distance in nearest["_distance"].to_pylist()]
-    return [_hit(rank, sim, sim, row) for rank, (sim, row) in enumerate(zip(similarities, rows, strict=True), 1)]
 
 
 def _recorded_model_dir(data_dir: Path, run_id: str, recorded: str) -> Path:

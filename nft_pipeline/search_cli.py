@@ -8,7 +8,8 @@ import sys
 
 from nft_pipeline.index import IndexMissing
 from nft_pipeline.reporting import text_table
-from nft_pipeline.search import NftSearch, SearchError, SearchResults, TokenKey
+from nft_pipeline.hits import SearchError, SearchResults, TokenKey
+from nft_pipeline.search import NftSearch
 from nft_pipeline.storage import default_data_dir
 
 def _split_token(text: str) -> TokenKey:
