@@ -68,7 +68,7 @@ SYNONYMS: Mapping[str, tuple[str, ...]] = {
     "cigaret": ("cigarette",), "vaping": ("vape",), "bald": ("shaved head",),
     "grey": ("grey", "gray"), "gray": ("gray", "grey"), "colour": (), "color": (),
     "earing": ("earring",), "moustache": ("mustache",), "tash": ("mustache",), "stache": ("mustache",),
-    "hoody": ("hoodie",), "hood": ("hoodie",), "blond": ("blonde",),
+    "hoody": ("hoodie",), "hood": ("hoodie",), "blond": ("blonde",), "bg": ("background",),
 }
 
 
@@ -365,6 +365,7 @@ class _Word:
     corrected: bool = False
     negated: bool = False
     alternatives: tuple[tuple[str, ...], ...] = ()  # synonym targets, each a phrase of words
+    adjacent: bool = False  # follows the previous content word directly (no connector or comma between)
 
 
 @dataclass
@@ -397,17 +398,23 @@ class QueryParser:
         chips: list[Chip] = []
         content: list[_Word] = []
         negate = False
+        previous_end = None  # end of the last content word, None after a connector
         for word, start, end in _word_spans(query):
             original = query[start:end]
             if word in NEGATIONS or (word == "or" and content and content[-1].negated):
                 negate = True  # "no earring or mole": the negation runs on over "or"
+                previous_end = None
                 continue
             if word in STOPWORDS:
+                previous_end = None
                 continue
+            adjacent = previous_end is not None and not query[previous_end:start].strip()
+            previous_end = end
             corrected = None
             if word not in vocabulary.known_words and word not in self.synonyms:
-                if word.endswith("ie") and word[:-2] + "y" in vocabulary.known_words:
-                    word = word[:-2] + "y"  # "bodies" was folded to "bodie"
+                stem = self._stem(word)
+                if stem is not None:
+                    word = stem  # "bearded" -> beard, "bodies" (folded to "bodie") -> body
                 else:
                     corrected = vocabulary.correct(word)
             collection = vocabulary.collection_of_word.get(corrected or word)
@@ -415,18 +422,32 @@ class QueryParser:
                 typo = (f"{original} -> {corrected}",) if corrected else ()
                 chips.append(Chip("collection", original, (start, end), collection, negate, collection, (), typo))
             elif corrected is not None:
-                content.append(_Word(corrected, start, end, original, corrected=True, negated=negate))
+                content.append(_Word(corrected, start, end, original, True, negate, (), adjacent))
             elif word in self.synonyms:
                 targets = tuple(tuple(target.split()) for target in self.synonyms[word])
                 if word in vocabulary.postings:  # "smoke" is also a Nouns glasses colour
                     targets = ((word,), *targets)
-                content.append(_Word(word, start, end, original, negated=negate, alternatives=targets))
+                content.append(_Word(word, start, end, original, False, negate, targets, adjacent))
             elif word not in vocabulary.known_words and (parts := vocabulary.split(word)) is not None:
-                content.extend(_Word(part, start, end, original, negated=negate) for part in parts)
+                content.extend(_Word(part, start, end, original, False, negate, (), True) for part in parts)
+                content[-2].adjacent = adjacent
             else:
-                content.append(_Word(word, start, end, original, negated=negate))
+                content.append(_Word(word, start, end, original, False, negate, (), adjacent))
             negate = False
         return chips, content
+
+    def _stem(self, word: str) -> str | None:
+        """A vocabulary word `word` is an inflection of: -ed/-ing/-y endings, doubled consonants,
+        "-ies" plurals ("bearded" -> beard, "spotted" -> spot, "smiling" -> smile, "bodie" -> body)."""
+        known = self.vocabulary.known_words
+        candidates = []
+        for suffix in ("ed", "ing", "y", "d"):
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                base = word[: -len(suffix)]
+                candidates += [base, base + "e", base[:-1] if len(base) > 3 and base[-1] == base[-2] else base]
+        if word.endswith("ie"):
+            candidates.append(word[:-2] + "y")
+        return next((candidate for candidate in candidates if candidate in known), None)
 
     def _longest_trait_span(
         self, query: str, content: list[_Word], position: int, collections: Sequence[str]
@@ -436,16 +457,16 @@ class QueryParser:
             if length > 1 and any(w.negated for w in span[1:]):
                 continue  # "bob no earring": a negation starts a new span
             ids = self._span_traits(span, collections)
-            kind_word_free = position + length >= len(content) or not self._span_traits(
-                content[position + length - 1 : position + length + 1], collections
-            )  # "lipstick straight hair": "straight" begins the next value, it is not lipstick's kind
-            if not ids and length > 1 and kind_word_free and self.vocabulary.category_words.get(span[-1].text):
-                # "wild blonde hair": a value ("Wild Blonde") followed by the kind of thing it is
+            if length > 1 and self._kind_word_ends(span, content, position + length, collections):
+                # "wild blonde hair": a value (Wild Blonde) and the kind of thing it is; "blonde hair":
+                # every blonde value that is hair, not only the one whose words hold both
                 kinds = self.vocabulary.category_words[span[-1].text]
-                ids = tuple(
-                    i for i in self._span_traits(span[:-1], collections, exact_only=True)
-                    if (self.vocabulary.traits[i].collection, self.vocabulary.traits[i].trait_type) in kinds
-                )
+                named = self._span_traits(span[:-1], collections, exact_only=bool(not ids))
+                if not ids or not self._span_traits(span, collections, exact_only=True):
+                    ids = tuple(sorted({*ids, *(
+                        i for i in named
+                        if (self.vocabulary.traits[i].collection, self.vocabulary.traits[i].trait_type) in kinds
+                    )}))
             if ids:
                 start, end = span[0].start, span[-1].end
                 corrected = tuple(f"{w.original} -> {w.text}" for w in span if w.corrected)
@@ -453,6 +474,14 @@ class QueryParser:
                 chip = Chip("trait", query[start:end], (start, end), label, span[0].negated, None, ids, corrected)
                 return chip, length
         return None, 0
+
+    def _kind_word_ends(self, span: list[_Word], content: list[_Word], after: int, collections: Sequence[str]) -> bool:
+        """Whether the span's last word is a kind word ("hair", "hat") said right after the words
+        before it, and not the start of the next value ("lipstick straight hair dark")."""
+        last = span[-1]
+        if not last.adjacent or not self.vocabulary.category_words.get(last.text):
+            return False
+        return after >= len(content) or not content[after].adjacent or not self._span_traits([last, content[after]], collections)
 
     def _span_traits(self, span: list[_Word], collections: Sequence[str], exact_only: bool = False) -> tuple[int, ...]:
         """Trait ids named by a span of words: each synonym's alternatives tried, joined words tried

@@ -168,3 +168,21 @@ def test_word_folding_helpers():
     assert words("Clown-Eyes_Blue, Ünïcode") == ["clown", "eye", "blue", "unicode"]
     assert edit_distance("blond", "blonde") == 1 and edit_distance("hoddie", "hoodie") == 1
     assert edit_distance("earign", "earing") == 1  # an adjacent swap is one edit
+
+
+def test_kind_words_and_inflections(parser):
+    blonde = {f"Accessory={v}" for v in ("Blonde Bob", "Blonde Short", "Straight Hair Blonde", "Wild Blonde")}
+    assert understood(parser, "punk with blonde hair") == [("collection", False, {"cryptopunks"}), ("trait", False, blonde)]
+    assert understood(parser, "black lipstick straight hair dark") == [
+        ("trait", False, {"Accessory=Black Lipstick"}),
+        ("trait", False, {"Accessory=Straight Hair Dark"}),
+    ]
+    # "and" separates: the hat is a trait of its own, not the chain's kind.
+    assert understood(parser, "punk with gold chain and hat") == [
+        ("collection", False, {"cryptopunks"}),
+        ("trait", False, {"Accessory=Gold Chain"}),
+        ("trait", False, {f"Accessory={v}" for v in ("Cowboy Hat", "Pink With Hat", "Tassle Hat", "Top Hat")}),
+    ]
+    beards = understood(parser, "bearded punk")[1]
+    assert beards[0] == "trait" and "Accessory=Big Beard" in beards[2] and all("Beard" in f for f in beards[2])
+    assert understood(parser, "punk with spotted skin")[1] == ("trait", False, {"Accessory=Spots"})
