@@ -183,6 +183,6 @@ def test_kind_words_and_inflections(parser):
         ("trait", False, {"Accessory=Gold Chain"}),
         ("trait", False, {f"Accessory={v}" for v in ("Cowboy Hat", "Pink With Hat", "Tassle Hat", "Top Hat")}),
     ]
-    beards = understood(parser, "bearded punk")[1]
+    beards = understood(parser, "bearded punk")[0]
     assert beards[0] == "trait" and "Accessory=Big Beard" in beards[2] and all("Beard" in f for f in beards[2])
     assert understood(parser, "punk with spotted skin")[1] == ("trait", False, {"Accessory=Spots"})
