@@ -256,6 +256,12 @@ CHIP_LABELS = "[...document.querySelectorAll('#chips .interp .chip-label')].map(
 CARDS = "document.querySelectorAll('#results .card').length"
 
 
+async def open_page(page, server: TestServer) -> None:
+    """The page at 1280 x 900, once its collection menu is filled (the page is ready)."""
+    await page.open(str(server.make_url("/")), (1280, 900))
+    await page.wait_for("document.querySelectorAll('#collection option').length === 3")
+
+
 async def search_for(page, text: str) -> None:
     await page.evaluate("document.querySelector('#q').value = ''")
     await page.click("#q")
@@ -266,8 +272,7 @@ async def search_for(page, text: str) -> None:
 def test_page_shows_the_query_as_chips_and_filters_by_facets_in_chromium(described_dir, tmp_path):
     async def scenario() -> None:
         async with serving(described_dir) as server, chromium_page(tmp_path / "profile") as page:
-            await page.open(str(server.make_url("/")), (1280, 900))
-            await page.wait_for("document.querySelectorAll('#collection option').length === 3")
+            await open_page(page, server)
             await search_for(page, "female with a blond bob")
             await page.wait_for(f"{CHIP_LABELS}.length === 2")
             assert await page.evaluate(CHIP_LABELS) == ["Type: Female 1, Female 2, Female 3", "Accessory: Blonde Bob"]
@@ -304,8 +309,7 @@ def test_page_shows_the_query_as_chips_and_filters_by_facets_in_chromium(describ
 def test_page_pages_past_100_exports_collapses_and_outlines_in_chromium(described_dir, tmp_path):
     async def scenario() -> None:
         async with serving(described_dir) as server, chromium_page(tmp_path / "profile") as page:
-            await page.open(str(server.make_url("/")), (1280, 900))
-            await page.wait_for("document.querySelectorAll('#collection option').length === 3")
+            await open_page(page, server)
             await search_for(page, "punks")
             await page.wait_for("document.querySelector('#pager span')?.textContent === '1–24 of 132'")
             for _ in range(5):
@@ -351,8 +355,7 @@ def test_page_searches_by_uploaded_image_and_by_url_in_chromium(described_dir, t
         await image_server.start_server()
         try:
             async with serving(described_dir) as server, chromium_page(tmp_path / "profile") as page:
-                await page.open(str(server.make_url("/")), (1280, 900))
-                await page.wait_for("document.querySelectorAll('#collection option').length === 3")
+                await open_page(page, server)
                 await page.evaluate(
                     "fetch('/img/cryptopunks/7').then(r => r.blob()).then(blob => {"
                     " const files = new DataTransfer(); files.items.add(new File([blob], 'mine.png', {type: 'image/png'}));"
