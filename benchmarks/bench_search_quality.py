@@ -151,15 +151,19 @@ def punk_query(token: Token, rng: random.Random, type_values: Sequence[str]) -> 
 NOUN_TYPE_WORDS = {"head": "head", "glasses": "glasses", "body": "body", "accessory": "", "background": "background"}
 
 
-def noun_part(trait_type: str, value: str, values_of_type: Sequence[str], rng: random.Random) -> tuple[str, frozenset[Trait]]:
+def noun_part(
+    trait_type: str, value: str, values_of_type: Sequence[str], rng: random.Random, values_by_any_type
+) -> tuple[str, frozenset[Trait]]:
     """A Noun trait in words; glasses often by colour alone ("blue glasses" = every blue pair)."""
     words = value.replace("-", " ").lower().split()
     if trait_type == "glasses" and words[0] == "square" and len(words) > 1 and rng.random() < 0.7:
-        colour = words[1]
-        group = frozenset(("glasses", v) for v in values_of_type if colour in v.replace("-", " ").lower().split())
+        colour = words[1]  # "black glasses": every pair with black in its name ("square-fullblack" too)
+        group = frozenset(("glasses", v) for v in values_of_type if colour in v.lower())
         return f"{colour} glasses", group
     noun = NOUN_TYPE_WORDS[trait_type]
     text = casual(value, rng)
+    if not noun:  # said without its type ("a noun with rgb"): the value under any type counts
+        return text, frozenset((other_type, value) for other_type in values_by_any_type(value))
     return (f"{text} {noun}".strip(), frozenset({(trait_type, value)}))
 
 
@@ -168,7 +172,10 @@ def noun_query(token: Token, rng: random.Random, values_by_type: dict[str, list[
     chosen = rng.sample(traits, k=rng.choice([1, 1, 2]))
     parts, needs = [], []
     for trait_type, value in chosen:
-        text, need = noun_part(trait_type, value, values_by_type[trait_type], rng)
+        text, need = noun_part(
+            trait_type, value, values_by_type[trait_type], rng,
+            lambda v: [t for t, values in values_by_type.items() if v in values],
+        )
         parts.append(text)
         needs.append(need)
     collection_word = rng.choice(NOUN_WORDS) or "noun"
@@ -265,7 +272,7 @@ HAND_NOUNS = [
     ("noun in pink glasses", "glasses", ["square-pink-purple-multi"]),
     ("orange glasses noun", "glasses", ["square-orange", "square-yellow-orange-multi"]),
     ("yellow body noun", "body", ["yellow"]),
-    ("noun with black glasses", "glasses", ["square-black", "square-black-eyes-red", "square-black-rgb"]),
+    ("noun with black glasses", "glasses", ["square-black", "square-black-eyes-red", "square-black-rgb", "square-fullblack"]),
 ]
 
 

@@ -441,6 +441,8 @@ class QueryParser:
         "-ies" plurals ("bearded" -> beard, "spotted" -> spot, "smiling" -> smile, "bodie" -> body)."""
         known = self.vocabulary.known_words
         candidates = []
+        if word.endswith("s") and word[:-1] in known:  # short plurals singular() leaves alone ("ccs")
+            return word[:-1]
         for suffix in ("ed", "ing", "y", "d"):
             if word.endswith(suffix) and len(word) - len(suffix) >= 3:
                 base = word[: -len(suffix)]
@@ -460,13 +462,7 @@ class QueryParser:
             if length > 1 and self._kind_word_ends(span, content, position + length, collections):
                 # "wild blonde hair": a value (Wild Blonde) and the kind of thing it is; "blonde hair":
                 # every blonde value that is hair, not only the one whose words hold both
-                kinds = self.vocabulary.category_words[span[-1].text]
-                named = self._span_traits(span[:-1], collections, exact_only=bool(not ids))
-                if not ids or not self._span_traits(span, collections, exact_only=True):
-                    ids = tuple(sorted({*ids, *(
-                        i for i in named
-                        if (self.vocabulary.traits[i].collection, self.vocabulary.traits[i].trait_type) in kinds
-                    )}))
+                ids = self._with_kind(span, ids, collections)
             if ids:
                 start, end = span[0].start, span[-1].end
                 corrected = tuple(f"{w.original} -> {w.text}" for w in span if w.corrected)
@@ -474,6 +470,25 @@ class QueryParser:
                 chip = Chip("trait", query[start:end], (start, end), label, span[0].negated, None, ids, corrected)
                 return chip, length
         return None, 0
+
+    def _with_kind(self, span: list[_Word], ids: tuple[int, ...], collections: Sequence[str]) -> tuple[int, ...]:
+        """`ids` for a span ending in a kind word, widened to the values the words before it name that
+        are of that kind: "wild blonde hair" (no value holds all three words) is Wild Blonde, "blonde
+        hair" is every blonde value where a value holding both words shows blonde things are hair.
+        A span that is a value exactly ("wild white hair") stays that value."""
+        vocabulary = self.vocabulary
+        kind = span[-1].text
+        if ids and self._span_traits(span, collections, exact_only=True):
+            return ids
+        shown_kind = {vocabulary.traits[i].collection for i in ids if kind in vocabulary.value_words[i]}
+        named = self._span_traits(span[:-1], collections, exact_only=not ids)
+        kinds = vocabulary.category_words[kind]
+        extra = {
+            i for i in named
+            if (vocabulary.traits[i].collection, vocabulary.traits[i].trait_type) in kinds
+            and (not ids or vocabulary.traits[i].collection in shown_kind)
+        }
+        return tuple(sorted({*ids, *extra}))
 
     def _kind_word_ends(self, span: list[_Word], content: list[_Word], after: int, collections: Sequence[str]) -> bool:
         """Whether the span's last word is a kind word ("hair", "hat") said right after the words
