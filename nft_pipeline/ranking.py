@@ -133,15 +133,22 @@ class RankingIndex:
         return self.vectors @ np.asarray(vector, np.float32)
 
     def best_collections(self, constraints: Sequence[np.ndarray], allowed: np.ndarray) -> np.ndarray:
-        """`allowed` narrowed to the collections whose tokens meet the most constraints: "3d glasses"
-        without a collection word is a CryptoPunks query, so the page is filled with punks."""
+        """`allowed` narrowed to the collections whose tokens meet the most constraints (then where most
+        of them exist): "3d glasses" without a collection word is a CryptoPunks query, so the page is
+        filled with punks."""
         if not constraints or not allowed.any():
             return allowed
         met_count = np.sum(constraints, axis=0)
         codes = self.collection_codes[allowed]
         best = np.zeros(len(self.collection_names), np.int64)
         np.maximum.at(best, codes, met_count[allowed])
-        return allowed & np.isin(self.collection_codes, np.flatnonzero(best == best.max()))
+        # Ties ("ape wearing a beanie": no token has both anywhere) go to the collections where more
+        # of the traits exist at all (punks have apes and beanies; the critters only beanies).
+        satisfiable = np.zeros(len(self.collection_names), np.int64)
+        for mask in constraints:
+            satisfiable += np.bincount(codes[mask[allowed]], minlength=len(self.collection_names)) > 0
+        score = best * (len(constraints) + 1) + satisfiable
+        return allowed & np.isin(self.collection_codes, np.flatnonzero(score == score.max()))
 
     def typicality(self, constraints: Sequence[np.ndarray], allowed: np.ndarray) -> np.ndarray:
         """Each row's cosine similarity to the mean embedding of the allowed rows meeting the most
