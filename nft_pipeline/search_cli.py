@@ -59,14 +59,14 @@ def search_command(args: argparse.Namespace) -> None:
     except (SearchError, IndexMissing) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    for notice in results.notices:
-        print(f"note: {notice}")
+    print(results_table(results))  # first, so scripts can read the header from line 1
     if results.interpretation is not None and results.interpretation["chips"]:
         understood = ", ".join(
             ("NOT " if chip["negated"] else "") + chip["label"] for chip in results.interpretation["chips"]
         )
-        print(f"understood: {understood}")
-    print(results_table(results))
+        print(f"\nunderstood: {understood}")
+    for notice in results.notices:
+        print(f"note: {notice}")
     timings = results.timings_ms
     print(
         f"\n{len(results.hits)} results in {timings['total']:.1f} ms "
