@@ -408,15 +408,18 @@ class QueryParser:
             if word in STOPWORDS:
                 previous_end = None
                 continue
-            adjacent = previous_end is not None and not query[previous_end:start].strip()
+            adjacent = previous_end is not None and query[previous_end:start].strip() in ("", "-")
             previous_end = end
             corrected = None
+            if content and adjacent and len(content[-1].original) <= 2 and (joined := content[-1].text + word) in vocabulary.known_words:
+                content[-1] = _Word(joined, content[-1].start, end, query[content[-1].start : end], False, content[-1].negated, (), content[-1].adjacent)
+                continue  # "3-d" -> 3d
             if word not in vocabulary.known_words and word not in self.synonyms:
                 stem = self._stem(word)
                 if stem is not None:
                     word = stem  # "bearded" -> beard, "bodies" (folded to "bodie") -> body
                 else:
-                    corrected = vocabulary.correct(word)
+                    corrected = vocabulary.correct(word) or self._everyday_typo(word)
             collection = vocabulary.collection_of_word.get(corrected or word)
             if collection is not None:
                 typo = (f"{original} -> {corrected}",) if corrected else ()
@@ -435,6 +438,19 @@ class QueryParser:
                 content.append(_Word(word, start, end, original, False, negate, (), adjacent))
             negate = False
         return chips, content
+
+    def _everyday_typo(self, word: str) -> str | None:
+        """A synonym key `word` is one small typo of ("sunglases" -> sunglass), corrected to its target
+        word when that is a single vocabulary word; None otherwise."""
+        allowed = _edits_allowed(word)
+        for key, targets in self.synonyms.items():
+            if (
+                allowed and key[0] == word[0] and abs(len(key) - len(word)) <= allowed
+                and len(targets) == 1 and targets[0] in self.vocabulary.known_words
+                and edit_distance(word, key) <= min(allowed, _edits_allowed(key))
+            ):
+                return targets[0]
+        return None
 
     def _stem(self, word: str) -> str | None:
         """A vocabulary word `word` is an inflection of: -ed/-ing/-y endings, doubled consonants,

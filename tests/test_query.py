@@ -186,3 +186,8 @@ def test_kind_words_and_inflections(parser):
     beards = understood(parser, "bearded punk")[0]
     assert beards[0] == "trait" and "Accessory=Big Beard" in beards[2] and all("Beard" in f for f in beards[2])
     assert understood(parser, "punk with spotted skin")[1] == ("trait", False, {"Accessory=Spots"})
+
+
+def test_split_letters_and_misspelt_everyday_words(parser):
+    assert understood(parser, "3-d glasses") == [("trait", False, {"Accessory=3D Glasses"})]
+    assert understood(parser, "sunglases girl") == [("trait", False, SHADES), ("trait", False, FEMALE)]
