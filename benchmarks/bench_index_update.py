@@ -95,7 +95,7 @@ def main() -> None:
 
 
 def daily(base: Path, db_path: Path, seen: Clusters, vectors: np.ndarray, days: int, settings: AnnSettings, rng) -> None:
-    print(f"\n| day | rows | index parts | optimize s | p50 ms | recall@10 |")
+    print("\n| day | rows | index parts | optimize s | p50 ms | recall@10 |")
     print("|---:|---:|---:|---:|---:|---:|")
     shutil.copytree(base, db_path)
     keys = [f"synthetic/{i}" for i in range(len(vectors))]

@@ -17,7 +17,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from nft_pipeline.captions import Caption
+from nft_pipeline.phrasings import phrase_caption, phrasing_rng
 from nft_pipeline.train.config import SplitStrategy, TrainConfig
 from nft_pipeline.train.masking import MaskingSettings, apply_masking, masking_rng
 from nft_pipeline.train.model import ImagePreprocessing
@@ -161,6 +162,7 @@ class PairDataset(Dataset):
         store: PreparedStore,
         masking: MaskingSettings | None,
         seed: int,
+        phrasings: bool = False,  # a drawn phrasing per (token, epoch) instead of the canonical text (phrasings.py)
     ):
         if len(store) != len(examples):
             raise ValueError(f"store holds {len(store)} images for {len(examples)} examples")
@@ -168,6 +170,7 @@ class PairDataset(Dataset):
         self.store = store
         self.masking = masking
         self.seed = seed
+        self.phrasings = phrasings
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -177,7 +180,8 @@ class PairDataset(Dataset):
         prepared = self.store[index]
         caption = self.captions[index]
         if self.masking is None:
-            return PairSample(rgb=prepared.rgb, text=caption.caption, index=index, masked_tags=())
+            text = phrase_caption(caption, phrasing_rng(self.seed, epoch, index)) if self.phrasings else caption.caption
+            return PairSample(rgb=prepared.rgb, text=text, index=index, masked_tags=())
         masked = apply_masking(
             prepared.rgb,
             prepared.tag_masks,
@@ -186,6 +190,8 @@ class PairDataset(Dataset):
             self.masking,
             masking_rng(self.seed, epoch, index),
         )
+        if self.phrasings:
+            masked = replace(masked, text=phrase_caption(caption, phrasing_rng(self.seed, epoch, index), masked.masked_tags))
         return PairSample(rgb=masked.rgb, text=masked.text, index=index, masked_tags=masked.masked_tags)
 
 
