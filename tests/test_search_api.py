@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from nft_pipeline.index import EmbeddingModel
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.search import NftSearch
 from nft_pipeline.train.data import TrainingExample
 from nft_pipeline.train.model import build_tiny_clip
