@@ -4,6 +4,7 @@ import io
 import json
 
 import dagster as dg
+import pydantic
 
 from assets.checks import check_result, check_spec
 from assets.images import components, standardized_images
@@ -15,7 +16,7 @@ from nft_pipeline.cvi_report import sample_pairs
 from nft_pipeline.quality import all_finite, row_counts_match
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table
-from nft_pipeline.train.config import TINY_PRESET, TrainConfig
+from nft_pipeline.train.config import TrainConfig, config_fields
 from nft_pipeline.train.loop import run_identity, train_clip
 from nft_pipeline.train.tables import TRAINING_EPOCHS, TRAINING_RUNS, component_lookup, run_rows, training_examples
 from resources import DataDirResource
@@ -33,25 +34,18 @@ FINE_TUNED_METRICS = check_spec(
 FINE_TUNED_COLUMNS = ["fine_tuned_t2i_r1", "fine_tuned_t2i_r5", "fine_tuned_t2i_r10"]
 
 
-class ClipModelConfig(dg.Config):
-    """What to train on and how (every other knob keeps `TrainConfig`'s default)."""
+class _TrainingSelection(dg.Config):
+    """What to train on; how is every `TrainConfig` field, added below with its default."""
 
     collections: list[str] = []  # empty: every collection partition
     max_examples: int = 0  # > 0: a fixed-seed sample of this many pairs (a short run, e.g. the demo)
-    model_name_or_path: str = TINY_PRESET  # or "openai/clip-vit-base-patch32", or a local directory
-    epochs: int = 3
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    split: str = "by_token"  # "by_collection" (the paper's 80:5:15) needs many collections
-    masking_mode: str = "one"
-    masking_probability: float = 0.5
-    masking_fill: str = "background"
-    seed: int = 0
-    num_workers: int = 0
 
     def train_config(self) -> TrainConfig:
-        fields = self.model_dump(exclude={"collections", "max_examples"})
-        return TrainConfig(**fields)
+        return TrainConfig.from_dict(self.model_dump(exclude={"collections", "max_examples"}))
+
+
+# Derived from TrainConfig (one field each, same default), so the asset and the library cannot drift.
+ClipModelConfig = pydantic.create_model("ClipModelConfig", __base__=_TrainingSelection, **config_fields())
 
 
 def _loss_curve(epochs: list[dict]) -> bytes:

@@ -17,7 +17,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-TINY_PRESET = "tiny"
+TINY_PRESET = "tiny"  # a small CLIP for CPUs, tests and demos
+VIT_B_32_PRESET = "vit-b-32"  # openai/clip-vit-base-patch32's architecture, random weights
+PRESETS = (TINY_PRESET, VIT_B_32_PRESET)
 
 SplitStrategy = Literal["by_collection", "by_token"]
 MaskingMode = Literal["one", "each"]
@@ -34,23 +36,24 @@ EXECUTION_FIELDS = frozenset(
         "eval_candidate_chunk",
         "device",
         "precision",
+        "compile",
     }
 )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Model: a hub id ("openai/clip-vit-base-patch32"), a local directory, or the offline "tiny" preset.
+    # Model: a hub id ("openai/clip-vit-base-patch32"), a local directory, or an offline preset
+    # (PRESETS: built from a seed with CLIP's own tokenizer, see model.py).
     model_name_or_path: str = TINY_PRESET
     context_length: int = 77  # text tokens, including the start and end markers
-    # The tiny preset: a small CLIP built from a config and a BPE tokenizer trained on the captions.
+    # The tiny preset's shape (its tokenizer is CLIP's, like every model's here).
     tiny_image_size: int = 64
     tiny_patch_size: int = 16
     tiny_width: int = 256
     tiny_layers: int = 4
     tiny_heads: int = 4
     tiny_projection_dim: int = 128
-    tiny_vocab_size: int = 2048  # includes CLIP's 512 byte symbols and the 2 special tokens
     # Images: transparent pixels are composited over this colour before anything else sees them.
     matte_rgb: tuple[int, int, int] = (255, 255, 255)
 
@@ -85,6 +88,7 @@ class TrainConfig:
     eval_top_k: tuple[int, ...] = (1, 5, 10)
     device: DeviceChoice = "auto"
     precision: Precision = "auto"
+    compile: bool = False  # torch.compile the model (worth it on GPUs for long runs; minutes to compile)
 
     def __post_init__(self) -> None:
         if abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
@@ -100,8 +104,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @property
-    def is_tiny(self) -> bool:
-        return self.model_name_or_path == TINY_PRESET
+    def preset(self) -> str | None:
+        """The offline preset this config trains from, or None for a hub id or a directory."""
+        return self.model_name_or_path if self.model_name_or_path in PRESETS else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,6 +127,18 @@ class TrainConfig:
 
 
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def config_fields() -> dict[str, tuple[Any, Any]]:
+    """Every field as (annotation, default), tuples turned into lists: what a JSON or YAML run config
+    (Dagster's `ClipModelConfig`) can carry. `TrainConfig.from_dict` turns the lists back."""
+    fields = {}
+    for config_field in dataclasses.fields(TrainConfig):
+        annotation, default = _FIELD_TYPES[config_field.name], config_field.default
+        if typing.get_origin(annotation) is tuple:
+            annotation, default = list[typing.get_args(annotation)[0]], list(default)
+        fields[config_field.name] = (annotation, default)
+    return fields
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

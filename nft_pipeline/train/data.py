@@ -260,6 +260,7 @@ def _loader(
     drop_last: bool,
     persistent: bool,
     config: TrainConfig,
+    pin_memory: bool = False,
 ) -> DataLoader:
     return DataLoader(
         dataset,
@@ -271,6 +272,7 @@ def _loader(
         persistent_workers=persistent and config.num_workers > 0,
         prefetch_factor=config.prefetch_factor if config.num_workers > 0 else None,
         worker_init_fn=seed_worker,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(config.seed),
     )
 
@@ -282,11 +284,17 @@ def training_loader(
     config: TrainConfig,
     num_replicas: int,
     rank: int,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """This rank's shuffled, masked training batches; call `loader.sampler.set_epoch(e)` before each epoch."""
+    """This rank's shuffled, masked training batches; call `loader.sampler.set_epoch(e)` before each epoch.
+
+    `pin_memory`: batches in page-locked memory, so copies to a GPU can be non-blocking.
+    """
     dataset = PairDataset(examples, store, MaskingSettings.from_config(config), config.seed)
     sampler = EpochSampler(dataset, num_replicas, rank, shuffle=True, seed=config.seed)
-    return _loader(dataset, collator, sampler, config.batch_size, drop_last=True, persistent=True, config=config)
+    return _loader(
+        dataset, collator, sampler, config.batch_size, drop_last=True, persistent=True, config=config, pin_memory=pin_memory
+    )
 
 
 def evaluation_loader(

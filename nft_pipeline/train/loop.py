@@ -86,6 +86,7 @@ class TrainingRun:
     world_size: int
     precision: str
     replica_digests: list[str] = field(default_factory=list)  # one weights digest per rank; all equal
+    accelerations: dict[str, bool] = field(default_factory=dict)  # Runtime.accelerations() of rank 0
 
     @property
     def finished(self) -> bool:
@@ -108,6 +109,7 @@ class TrainingRun:
             "world_size": self.world_size,
             "precision": self.precision,
             "replica_digests": self.replica_digests,
+            "accelerations": self.accelerations,
         }
 
     @classmethod
@@ -152,20 +154,11 @@ def claim_output_dir(output_dir: Path, run_id: str, resume: bool) -> bool:
     return False
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int, min_lr_ratio: float):
-    """LR multiplier: linear warmup from 0 to 1, then cosine decay to `min_lr_ratio`."""
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, fused: bool = False) -> AdamW:
+    """AdamW with weight decay on matrices only (open_clip's rule: gains, biases and the temperature are exempt).
 
-    def multiplier(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return multiplier
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> AdamW:
-    """AdamW with weight decay on matrices only (open_clip's rule: gains, biases and the temperature are exempt)."""
+    `fused`: one CUDA kernel for the whole update (parameters must be on a GPU).
+    """
     decayed = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     exempt = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     return AdamW(
@@ -173,12 +166,25 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> AdamW:
         lr=config.learning_rate,
         betas=config.adam_betas,
         eps=config.adam_eps,
+        fused=fused or None,
     )
 
 
 def build_scheduler(optimizer: AdamW, config: TrainConfig, total_steps: int) -> LambdaLR:
-    warmup_steps = math.ceil(config.warmup_fraction * total_steps)
-    return LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps, config.min_lr_ratio))
+    """Linear warmup from 0, then cosine decay to `learning_rate * min_lr_ratio` (transformers' schedule).
+
+    The multiplier of optimizer step s (0-based) is s / warmup during warmup, so the peak comes at
+    step `warmup` exactly once; the hand-written schedule this replaces started at 1 / warmup and
+    held the peak for two steps.
+    """
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=math.ceil(config.warmup_fraction * total_steps),
+        num_training_steps=total_steps,
+        min_lr_rate=config.min_lr_ratio,
+    )
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -241,7 +247,7 @@ def _build_data(
     return _Data(
         parts=parts,
         train_loader=training_loader(
-            parts["train"], stores["train"], collator, config, runtime.world_size, runtime.rank
+            parts["train"], stores["train"], collator, config, runtime.world_size, runtime.rank, runtime.on_gpu
         ),
         eval_loaders={part: evaluation_loader(parts[part], stores[part], collator, config) for part in ("val", "test")},
     )
@@ -276,9 +282,9 @@ def forward_backward(
     """
     with runtime.autocast():
         output = trained(
-            input_ids=batch["input_ids"].to(runtime.device),
-            attention_mask=batch["attention_mask"].to(runtime.device),
-            pixel_values=batch["pixel_values"].to(runtime.device),
+            input_ids=runtime.to_device(batch["input_ids"]),
+            attention_mask=runtime.to_device(batch["attention_mask"]),
+            pixel_values=runtime.to_device(batch["pixel_values"]),
         )
     loss = clip_loss(
         runtime.gather_with_grad(output.image_embeds.float()),
@@ -374,10 +380,8 @@ def _train(
         if checkpoint
         else split_examples(examples, config.split, config.split_ratios, config.seed)
     )
-    with main_first(runtime):  # rank 0 builds the tiny preset; every rank then loads the same files
-        base_source = prepare_base_model(
-            config, [example.caption.caption for example in split.select(examples, "train")], output_dir / "base"
-        )
+    with main_first(runtime):  # rank 0 builds a preset; every rank then loads the same files
+        base_source = prepare_base_model(config, output_dir / "base")
         bundle = load_clip(base_source)
     data = _build_data(bundle, split, examples, components, config, runtime, output_dir)
     model = bundle.model.to(runtime.device)
@@ -388,7 +392,7 @@ def _train(
             f"({config.batch_size} x {config.grad_accumulation_steps} accumulation x {runtime.world_size} ranks)"
         )
     total_steps = steps_per_epoch * config.epochs
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config, fused=runtime.on_gpu)
     scheduler = build_scheduler(optimizer, config, total_steps)
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
@@ -453,6 +457,7 @@ def _train(
             world_size=runtime.world_size,
             precision=runtime.precision_name,
             replica_digests=replica_digests,
+            accelerations=runtime.accelerations(),
         )
         (output_dir / RUN_FILE).write_text(json.dumps(run.to_dict(), indent=2))
     return runtime.broadcast_from_main(run)
