@@ -32,7 +32,7 @@ from nft_pipeline.train.data import PairCollator, Split, image_sources, training
 from nft_pipeline.train.distributed import start_runtime
 from nft_pipeline.train.loop import build_optimizer, build_scheduler
 from nft_pipeline.train.model import ImagePreprocessing, build_tiny_clip, build_vit_b_32, image_embeddings, text_embeddings
-from nft_pipeline.train.prepared import build_prepared_store
+from nft_pipeline.train.prepared import StreamingImages, build_prepared_store
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
 from tests.tiny_model import TINY, one_torch_thread
 
@@ -282,3 +282,40 @@ def test_vit_b_32_preset_trains_end_to_end_on_cpu(tmp_path):
     assert bundle.tokenizer("a photo of a cat")["input_ids"] == OPENAI_IDS["a photo of a cat"]
     base, trained = state_dict_of(tmp_path / "run" / "base"), bundle.model.state_dict()
     assert not torch.equal(base["visual_projection.weight"], trained["visual_projection.weight"])  # it trained
+
+
+def test_streamed_images_from_object_storage_train_exactly_like_the_store(nouns, tmp_path):
+    """Workers decoding PNGs from a `memory://` data root every epoch give the run the store gives."""
+    from upath import UPath
+
+    examples, components = nouns
+    remote_root = UPath(f"memory://nft-train/{tmp_path.name}")
+    remote = []
+    for example in examples:
+        path = remote_root / example.collection / Path(example.image_path).name
+        path.write_bytes(Path(example.image_path).read_bytes())
+        remote.append(replace(example, image_path=path))
+    config = replace(TINY, epochs=1, batch_size=4, masking_mode="each", masking_probability=0.5)
+    stored = train_clip(examples, components, replace(config, data_source="store"), tmp_path / "store")
+    streamed = train_clip(remote, components, replace(config, data_source="stream"), tmp_path / "stream")
+    assert (stored.data_source, streamed.data_source) == ("store", "stream")
+    assert not (tmp_path / "stream" / "prepared").exists()  # nothing decoded ahead, nothing on disk
+    assert streamed.epoch_metrics[0]["train_loss"] == stored.epoch_metrics[0]["train_loss"]
+    assert streamed.fine_tuned == stored.fine_tuned
+
+
+def test_streaming_reads_are_disjoint_across_ranks_and_workers(nouns):
+    examples, components = nouns
+    preprocessing = ImagePreprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
+    images = StreamingImages(image_sources(examples[:16]), components, preprocessing, (255,) * 3)
+    collator = PairCollator(clip_tokenizer(), 77, preprocessing)
+    config = replace(TINY, batch_size=2, num_workers=2, masking_probability=0.0)
+    read_by = {}
+    for rank in (0, 1):
+        loader = training_loader(examples[:16], images, collator, config, num_replicas=2, rank=rank)
+        loader.sampler.set_epoch(3)
+        for batch in loader:
+            for index in batch["indices"].tolist():
+                assert index not in read_by, f"{index} read twice"
+                read_by[index] = rank
+    assert sorted(read_by) == list(range(16)) and set(read_by.values()) == {0, 1}

@@ -26,6 +26,7 @@ MaskingMode = Literal["one", "each"]
 MaskingFill = Literal["background", "mean", "noise"]
 Precision = Literal["auto", "fp32", "bf16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+DataSource = Literal["auto", "store", "stream"]
 
 EXECUTION_FIELDS = frozenset(
     {
@@ -37,6 +38,7 @@ EXECUTION_FIELDS = frozenset(
         "device",
         "precision",
         "compile",
+        "data_source",
     }
 )
 
@@ -89,6 +91,9 @@ class TrainConfig:
     device: DeviceChoice = "auto"
     precision: Precision = "auto"
     compile: bool = False  # torch.compile the model (worth it on GPUs for long runs; minutes to compile)
+    # Images: decoded once into a memory-mapped store, or decoded by the workers every epoch
+    # (streaming, for large runs); "auto" chooses by measurement (prepared.choose_image_source).
+    data_source: DataSource = "auto"
 
     def __post_init__(self) -> None:
         if abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
@@ -98,7 +103,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "grad_accumulation_steps", "context_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("split", "masking_mode", "masking_fill", "precision", "device"):
+        for name in ("split", "masking_mode", "masking_fill", "precision", "device", "data_source"):
             allowed = typing.get_args(_FIELD_TYPES[name])
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -18,7 +18,6 @@ import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -26,10 +25,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from nft_pipeline.captions import Caption
+from nft_pipeline.location import Location
 from nft_pipeline.train.config import SplitStrategy, TrainConfig
 from nft_pipeline.train.masking import MaskingSettings, apply_masking, masking_rng
 from nft_pipeline.train.model import ImagePreprocessing
-from nft_pipeline.train.prepared import ImageSource, PreparedStore
+from nft_pipeline.train.prepared import ImageSource, PreparedStore, StreamingImages
 
 ExampleKey = tuple[str, str]  # (collection, token id)
 SplitPart = Literal["train", "val", "test"]
@@ -40,7 +40,7 @@ SPLIT_PARTS: tuple[SplitPart, ...] = ("train", "val", "test")
 class TrainingExample:
     collection: str
     token_id: str
-    image_path: Path  # the standardized PNG
+    image_path: Location  # the standardized PNG, local or on object storage
     caption: Caption
 
     @property
@@ -52,7 +52,7 @@ def image_sources(examples: Sequence[TrainingExample]) -> list[ImageSource]:
     """What preparing each example's image needs (components are looked up by the preparing worker)."""
     return [
         ImageSource(
-            image_path=Path(example.image_path),
+            image_path=example.image_path,
             collection=example.collection,
             tag_traits=tuple((tag["trait_type"] or "", tag["value"]) for tag in example.caption.tags),
         )
@@ -152,12 +152,12 @@ class PairSample:
 
 
 class PairDataset(Dataset):
-    """(image, caption) pairs from a prepared store, masked when masking settings are given."""
+    """(image, caption) pairs from a prepared store or streamed, masked when masking settings are given."""
 
     def __init__(
         self,
         examples: Sequence[TrainingExample],
-        store: PreparedStore,
+        store: PreparedStore | StreamingImages,
         masking: MaskingSettings | None,
         seed: int,
     ):
@@ -279,7 +279,7 @@ def _loader(
 
 def training_loader(
     examples: Sequence[TrainingExample],
-    store: PreparedStore,
+    store: PreparedStore | StreamingImages,
     collator: PairCollator,
     config: TrainConfig,
     num_replicas: int,
@@ -298,7 +298,7 @@ def training_loader(
 
 
 def evaluation_loader(
-    examples: Sequence[TrainingExample], store: PreparedStore, collator: PairCollator, config: TrainConfig
+    examples: Sequence[TrainingExample], store: PreparedStore | StreamingImages, collator: PairCollator, config: TrainConfig
 ) -> DataLoader:
     """Every pair once, in order, never masked (whatever the masking settings of the config).
 

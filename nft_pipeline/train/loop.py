@@ -54,7 +54,7 @@ from nft_pipeline.train.evaluate import chunked_clip_loss, embed_pairs, retrieva
 from nft_pipeline.train.loss import clip_loss
 from nft_pipeline.train.masking import MaskingSettings
 from nft_pipeline.train.model import ClipBundle, load_clip, prepare_base_model
-from nft_pipeline.train.prepared import ComponentLookup, build_prepared_store
+from nft_pipeline.train.prepared import ComponentLookup, StreamingImages, build_prepared_store, choose_image_source
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class TrainingRun:
     precision: str
     replica_digests: list[str] = field(default_factory=list)  # one weights digest per rank; all equal
     accelerations: dict[str, bool] = field(default_factory=dict)  # Runtime.accelerations() of rank 0
+    data_source: str = "store"  # where images came from: the prepared store or streamed
 
     @property
     def finished(self) -> bool:
@@ -110,6 +111,7 @@ class TrainingRun:
             "precision": self.precision,
             "replica_digests": self.replica_digests,
             "accelerations": self.accelerations,
+            "data_source": self.data_source,
         }
 
     @classmethod
@@ -228,22 +230,30 @@ def _build_data(
     config: TrainConfig,
     runtime: Runtime,
     output_dir: Path,
+    data_source: str,
 ) -> _Data:
+    """Loaders over a store built now (or found from before) or over images streamed by the workers."""
     parts = {part: split.select(examples, part) for part in SPLIT_PARTS}
     preprocessing = bundle.preprocessing
     collator = PairCollator(bundle.tokenizer, config.context_length, preprocessing)
-    with main_first(runtime):  # rank 0 decodes; the others then find the finished stores
+    if data_source == "stream":
         stores = {
-            part: build_prepared_store(
-                image_sources(parts[part]),
-                components,
-                preprocessing,
-                config.matte_rgb,
-                output_dir / "prepared" / part,
-                config.num_workers,
-            )
+            part: StreamingImages(image_sources(parts[part]), components, preprocessing, config.matte_rgb)
             for part in SPLIT_PARTS
         }
+    else:
+        with main_first(runtime):  # rank 0 decodes; the others then find the finished stores
+            stores = {
+                part: build_prepared_store(
+                    image_sources(parts[part]),
+                    components,
+                    preprocessing,
+                    config.matte_rgb,
+                    output_dir / "prepared" / part,
+                    config.num_workers,
+                )
+                for part in SPLIT_PARTS
+            }
     return _Data(
         parts=parts,
         train_loader=training_loader(
@@ -383,7 +393,8 @@ def _train(
     with main_first(runtime):  # rank 0 builds a preset; every rank then loads the same files
         base_source = prepare_base_model(config, output_dir / "base")
         bundle = load_clip(base_source)
-    data = _build_data(bundle, split, examples, components, config, runtime, output_dir)
+    data_source = choose_image_source(config.data_source, runtime.on_gpu)
+    data = _build_data(bundle, split, examples, components, config, runtime, output_dir, data_source)
     model = bundle.model.to(runtime.device)
     steps_per_epoch = len(data.train_loader) // config.grad_accumulation_steps
     if steps_per_epoch == 0:
@@ -458,6 +469,7 @@ def _train(
             precision=runtime.precision_name,
             replica_digests=replica_digests,
             accelerations=runtime.accelerations(),
+            data_source=data_source,
         )
         (output_dir / RUN_FILE).write_text(json.dumps(run.to_dict(), indent=2))
     return runtime.broadcast_from_main(run)

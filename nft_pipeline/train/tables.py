@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from nft_pipeline.captions import caption_from_row
 from nft_pipeline.components.table import decode_png
+from nft_pipeline.location import Location, stored_path
 from nft_pipeline.storage import DataLayout
 from nft_pipeline.train.data import TrainingExample
 from nft_pipeline.train.loop import TrainingRun
@@ -60,15 +61,24 @@ TRAINING_EPOCHS = pa.schema(
 )
 
 
-def training_examples(images: pa.Table, captions: pa.Table) -> list[TrainingExample]:
-    """One example per token that has both an `ok` standardized image and a caption."""
+def training_examples(images: pa.Table, captions: pa.Table, root: Location | None = None) -> list[TrainingExample]:
+    """One example per token that has both an `ok` standardized image and a caption.
+
+    `root`: the data root the tables came from; on object storage each image path becomes a path
+    there (with the root's credentials), so the training workers read the PNGs from it.
+    """
     by_key = {(row["collection"], row["token_id"]): row for row in captions.to_pylist()}
     examples = []
     for row in images.select(["collection", "token_id", "status", "png_path"]).to_pylist():
         caption = by_key.get((row["collection"], row["token_id"]))
         if row["status"] == "ok" and row["png_path"] and caption is not None:
             examples.append(
-                TrainingExample(row["collection"], row["token_id"], Path(row["png_path"]), caption_from_row(caption))
+                TrainingExample(
+                    row["collection"],
+                    row["token_id"],
+                    stored_path(row["png_path"], root) if root is not None else Path(row["png_path"]),
+                    caption_from_row(caption),
+                )
             )
     return examples
 
