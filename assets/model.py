@@ -117,7 +117,7 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
     write_table(epoch_table, layout.partition_path("training_epochs", run.run_id), TRAINING_EPOCHS)
     metric_rows = [
         {"model": name, **{k: round(v, 4) for k, v in result["global"]["text_to_image"].items()}}
-        for name, result in (("zero-shot", run.zero_shot), ("fine-tuned", run.fine_tuned))
+        for name, result in (("zero-shot", run.zero_shot), ("fine-tuned", run.fine_tuned), ("interpolated", run.interpolated))
         if result  # no fine-tuned metrics for an unfinished run: the checks below say so
     ]
     losses = ["train_loss", "val_loss"] if run.split.val else ["train_loss"]

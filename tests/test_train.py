@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
 from nft_pipeline.captions import caption_token, count_text_tokens
@@ -28,6 +29,7 @@ from nft_pipeline.train import (
     torchrun_command,
     train_clip,
 )
+from nft_pipeline.train.component_pairs import component_examples
 from nft_pipeline.train.data import PairCollator, Split, image_sources, training_loader
 from nft_pipeline.train.distributed import start_runtime
 from nft_pipeline.train.loop import build_optimizer, build_scheduler
@@ -319,3 +321,23 @@ def test_streaming_reads_are_disjoint_across_ranks_and_workers(nouns):
                 assert index not in read_by, f"{index} read twice"
                 read_by[index] = rank
     assert sorted(read_by) == list(range(16)) and set(read_by.values()) == {0, 1}
+
+
+def test_component_pairs_join_training_and_wise_ft_alpha_zero_gives_back_the_start(nouns, tmp_path):
+    examples, components = nouns
+    train = split_examples(examples, "by_token", TINY.split_ratios, TINY.seed).select(examples, "train")
+    pairs = component_examples(train, components, 0.2, tmp_path / "pairs")  # 16 train tokens: 0.2 of 20 is 4
+    assert len(pairs) == 4 and len({pair.key for pair in pairs}) == 4
+    for pair in pairs:
+        trait = tuple(pair.token_id.removeprefix("component:").split("=", 1))
+        assert np.array_equal(np.asarray(Image.open(pair.image_path)), components["nouns"][trait][1])
+        assert pair.caption.tags == [] and pair.caption.caption.endswith(".")
+        assert any(tag["phrase"] + "." == pair.caption.caption for example in train for tag in example.caption.tags)
+
+    config = replace(TINY, epochs=1, batch_size=4, component_pairs_share=0.2, wise_ft_alpha=0.0)
+    run = train_clip(examples, components, config, tmp_path / "run")
+    assert run.steps == 5  # (16 token pairs + 4 component pairs) / 4
+    assert run.fine_tuned["global"]["count"] == 3  # the test split is tokens only
+    assert run.interpolated == run.zero_shot  # alpha 0: the starting weights, evaluated the same way
+    start, saved = state_dict_of(tmp_path / "run" / "base"), state_dict_of(run.model_dir)
+    assert all(torch.equal(start[name], saved[name]) for name in start)

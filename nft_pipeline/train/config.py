@@ -69,6 +69,13 @@ class TrainConfig:
     masking_probability: float = 0.5
     masking_fill: MaskingFill = "background"
 
+    # NFT1000's options. Component pairs: a trait's component on the background with its tag's
+    # words, as this share of the training pairs (0: none; see component_pairs.py).
+    component_pairs_share: float = 0.0
+    # WiSE-FT: the saved model is (1 - alpha) * starting weights + alpha * fine-tuned weights
+    # (1: the fine-tuned model as trained); zero-shot, fine-tuned and interpolated are all evaluated.
+    wise_ft_alpha: float = 1.0
+
     # Optimisation.
     epochs: int = 10
     batch_size: int = 64  # per device and per micro-batch; contrastive negatives come from the global micro-batch
@@ -100,6 +107,10 @@ class TrainConfig:
             raise ValueError(f"split_ratios must be non-negative and sum to 1, got {self.split_ratios}")
         if not 0.0 <= self.masking_probability <= 1.0:
             raise ValueError(f"masking_probability must be in [0, 1], got {self.masking_probability}")
+        if not 0.0 <= self.component_pairs_share < 1.0:
+            raise ValueError(f"component_pairs_share must be in [0, 1), got {self.component_pairs_share}")
+        if not 0.0 <= self.wise_ft_alpha <= 1.0:
+            raise ValueError(f"wise_ft_alpha must be in [0, 1], got {self.wise_ft_alpha}")
         for name in ("epochs", "batch_size", "grad_accumulation_steps", "context_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

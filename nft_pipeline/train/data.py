@@ -171,10 +171,14 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.captions)
 
+    def caption_for(self, epoch: int, index: int) -> Caption:
+        """The caption pair `index` is trained with in `epoch`: the one place a caption is chosen."""
+        return self.captions[index]
+
     def __getitem__(self, epoch_and_index: tuple[int, int]) -> PairSample:
         epoch, index = epoch_and_index
         prepared = self.store[index]
-        caption = self.captions[index]
+        caption = self.caption_for(epoch, index)
         if self.masking is None:
             return PairSample(rgb=prepared.rgb, text=caption.caption, index=index, masked_tags=())
         masked = apply_masking(

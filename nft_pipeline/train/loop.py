@@ -3,7 +3,9 @@
 `train_clip` is the whole run: split the examples (or reuse the split of the checkpoint being
 resumed), prepare the base model and the decoded images, evaluate zero-shot, train with AdamW,
 warmup + cosine, gradient clipping and accumulation, checkpoint after every epoch, evaluate the
-fine-tuned model and save it like a hub model. Launched by `torchrun`, the same function runs on
+fine-tuned model (and, with WiSE-FT, its interpolation with the starting weights, which is then
+what is saved) and save it like a hub model. Component pairs (NFT1000's fork) join the training
+part when asked for. Launched by `torchrun`, the same function runs on
 every rank (see distributed.py); rank 0 alone writes files and evaluates.
 
 Resuming is exact: a checkpoint holds the model, optimizer, scheduler, RNG states, the epoch and
@@ -38,6 +40,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from transformers import CLIPModel
 
+from nft_pipeline.train.component_pairs import component_examples
 from nft_pipeline.train.config import TrainConfig
 from nft_pipeline.train.data import (
     SPLIT_PARTS,
@@ -55,13 +58,14 @@ from nft_pipeline.train.loss import clip_loss
 from nft_pipeline.train.masking import MaskingSettings
 from nft_pipeline.train.model import ClipBundle, load_clip, prepare_base_model
 from nft_pipeline.train.prepared import ComponentLookup, StreamingImages, build_prepared_store, choose_image_source
+from nft_pipeline.train.wise_ft import interpolate_weights
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
 RUN_FILE = "run.json"
 OWNER_FILE = "run_id"
-RUN_STATE = ("base", "prepared", "checkpoints", "model", RUN_FILE)  # what a fresh start wipes
+RUN_STATE = ("base", "prepared", "component_pairs", "checkpoints", "model", RUN_FILE)  # what a fresh start wipes
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's cap on the inverse temperature
 
 
@@ -88,6 +92,7 @@ class TrainingRun:
     replica_digests: list[str] = field(default_factory=list)  # one weights digest per rank; all equal
     accelerations: dict[str, bool] = field(default_factory=dict)  # Runtime.accelerations() of rank 0
     data_source: str = "store"  # where images came from: the prepared store or streamed
+    interpolated: dict[str, Any] | None = None  # the WiSE-FT model's metrics (config.wise_ft_alpha < 1)
 
     @property
     def finished(self) -> bool:
@@ -112,6 +117,7 @@ class TrainingRun:
             "replica_digests": self.replica_digests,
             "accelerations": self.accelerations,
             "data_source": self.data_source,
+            "interpolated": self.interpolated,
         }
 
     @classmethod
@@ -231,9 +237,14 @@ def _build_data(
     runtime: Runtime,
     output_dir: Path,
     data_source: str,
+    extra_train: Sequence[TrainingExample],
 ) -> _Data:
-    """Loaders over a store built now (or found from before) or over images streamed by the workers."""
+    """Loaders over a store built now (or found from before) or over images streamed by the workers.
+
+    `extra_train`: pairs that join the training part only (component pairs).
+    """
     parts = {part: split.select(examples, part) for part in SPLIT_PARTS}
+    parts["train"] += extra_train
     preprocessing = bundle.preprocessing
     collator = PairCollator(bundle.tokenizer, config.context_length, preprocessing)
     if data_source == "stream":
@@ -390,11 +401,14 @@ def _train(
         if checkpoint
         else split_examples(examples, config.split, config.split_ratios, config.seed)
     )
-    with main_first(runtime):  # rank 0 builds a preset; every rank then loads the same files
+    with main_first(runtime):  # rank 0 builds a preset and writes component pairs; every rank then reads the files
         base_source = prepare_base_model(config, output_dir / "base")
         bundle = load_clip(base_source)
+        extra_train = component_examples(
+            split.select(examples, "train"), components, config.component_pairs_share, output_dir / "component_pairs"
+        )
     data_source = choose_image_source(config.data_source, runtime.on_gpu)
-    data = _build_data(bundle, split, examples, components, config, runtime, output_dir, data_source)
+    data = _build_data(bundle, split, examples, components, config, runtime, output_dir, data_source, extra_train)
     model = bundle.model.to(runtime.device)
     steps_per_epoch = len(data.train_loader) // config.grad_accumulation_steps
     if steps_per_epoch == 0:
@@ -448,8 +462,13 @@ def _train(
     run = None
     if runtime.is_main:
         model_dir = output_dir / "model" if finished else None
+        fine_tuned = _evaluate_test(model, data, config, runtime) if finished else None
+        interpolated = None
+        if finished and config.wise_ft_alpha < 1.0:
+            interpolate_weights(model, load_clip(base_source).model.state_dict(), config.wise_ft_alpha)
+            interpolated = _evaluate_test(model, data, config, runtime)
         if model_dir:
-            bundle.save(model_dir)
+            bundle.save(model_dir)  # the interpolated weights when WiSE-FT is on
         total_samples = sum(m["samples"] for m in epoch_metrics)
         total_seconds = sum(m["seconds"] for m in epoch_metrics)
         run = TrainingRun(
@@ -463,13 +482,14 @@ def _train(
             samples_per_second=total_samples / total_seconds if total_seconds else 0.0,
             epoch_metrics=epoch_metrics,
             zero_shot=zero_shot,
-            fine_tuned=_evaluate_test(model, data, config, runtime) if finished else None,
+            fine_tuned=fine_tuned,
             model_dir=model_dir,
             world_size=runtime.world_size,
             precision=runtime.precision_name,
             replica_digests=replica_digests,
             accelerations=runtime.accelerations(),
             data_source=data_source,
+            interpolated=interpolated,
         )
         (output_dir / RUN_FILE).write_text(json.dumps(run.to_dict(), indent=2))
     return runtime.broadcast_from_main(run)

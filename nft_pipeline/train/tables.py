@@ -41,6 +41,7 @@ TRAINING_RUNS = pa.schema(
         pa.field("fine_tuned_t2i_r1", pa.float64()),
         pa.field("fine_tuned_t2i_r5", pa.float64()),
         pa.field("fine_tuned_t2i_r10", pa.float64()),
+        pa.field("interpolated_t2i_r1", pa.float64()),  # WiSE-FT's model (the saved one), when on
         pa.field("metrics_json", pa.string()),
         pa.field("config_json", pa.string()),
         pa.field("model_dir", pa.string()),
@@ -119,7 +120,8 @@ def run_rows(run: TrainingRun, collections: list[str]) -> tuple[pa.Table, pa.Tab
         "fine_tuned_t2i_r1": _t2i(run.fine_tuned, 1),
         "fine_tuned_t2i_r5": _t2i(run.fine_tuned, 5),
         "fine_tuned_t2i_r10": _t2i(run.fine_tuned, 10),
-        "metrics_json": json.dumps({"zero_shot": run.zero_shot, "fine_tuned": run.fine_tuned}),
+        "interpolated_t2i_r1": _t2i(run.interpolated, 1),
+        "metrics_json": json.dumps({"zero_shot": run.zero_shot, "fine_tuned": run.fine_tuned, "interpolated": run.interpolated}),
         "config_json": json.dumps(run.config.to_dict()),
         "model_dir": str(run.model_dir) if run.model_dir else None,
         "finished_at": datetime.now(UTC),
