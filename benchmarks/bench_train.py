@@ -184,7 +184,7 @@ def main() -> None:
         *((f"data, stream through a DataLoader, {w} worker(s)", value) for w, value in loader_rates.items()),
     ]
     for name, value in rows:
-        print(f"| {name} | {value:,.1f} | {value / rate:.2f}x |")
+        print(f"| {name} | {value:,.1f} | {value / rate:.3g}x |" if value >= 10 else f"| {name} | {value:.3g} | {value / rate:.3g}x |")
     memory = model["peak_gpu_memory_gib"]
     print(f"\nstream workers needed to feed the model step: {workers_needed}")
     print(f"store on disk: {result['store_kib_per_image']:.0f} KiB per image")

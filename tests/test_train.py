@@ -34,7 +34,7 @@ from nft_pipeline.train.data import PairCollator, Split, image_sources, training
 from nft_pipeline.train.distributed import start_runtime
 from nft_pipeline.train.loop import build_optimizer, build_scheduler
 from nft_pipeline.train.model import ImagePreprocessing, build_tiny_clip, build_vit_b_32, image_embeddings, text_embeddings
-from nft_pipeline.train.prepared import StreamingImages, build_prepared_store
+from nft_pipeline.train.prepared import StreamingImages, build_prepared_store, choose_image_source, store_bytes
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
 from tests.tiny_model import TINY, one_torch_thread
 
@@ -341,3 +341,17 @@ def test_component_pairs_join_training_and_wise_ft_alpha_zero_gives_back_the_sta
     assert run.interpolated == run.zero_shot  # alpha 0: the starting weights, evaluated the same way
     start, saved = state_dict_of(tmp_path / "run" / "base"), state_dict_of(run.model_dir)
     assert all(torch.equal(start[name], saved[name]) for name in start)
+
+
+def test_auto_keeps_the_store_while_it_fits_the_disk_budget(nouns, tmp_path):
+    examples, components = nouns
+    sources = image_sources(examples[:3])
+    preprocessing = ImagePreprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
+    needed = store_bytes(sources, preprocessing)
+    store = build_prepared_store(sources, components, preprocessing, (255,) * 3, tmp_path / "store", 0)
+    on_disk = (store.directory / "images.npy").stat().st_size + (store.directory / "masks.npy").stat().st_size
+    assert 0 < on_disk - needed <= 2 * 128  # the two arrays, less their .npy headers
+    budget_gib = needed / 2**30
+    assert choose_image_source("auto", needed, budget_gib) == "store"
+    assert choose_image_source("auto", needed + 1, budget_gib) == "stream"
+    assert choose_image_source("store", needed + 1, budget_gib) == "store"

@@ -39,6 +39,7 @@ EXECUTION_FIELDS = frozenset(
         "precision",
         "compile",
         "data_source",
+        "max_store_gib",
     }
 )
 
@@ -99,8 +100,10 @@ class TrainConfig:
     precision: Precision = "auto"
     compile: bool = False  # torch.compile the model (worth it on GPUs for long runs; minutes to compile)
     # Images: decoded once into a memory-mapped store, or decoded by the workers every epoch
-    # (streaming, for large runs); "auto" chooses by measurement (prepared.choose_image_source).
+    # (streaming, for large runs); "auto": the store whenever it fits max_store_gib
+    # (prepared.choose_image_source, measured in docs/benchmarks.md).
     data_source: DataSource = "auto"
+    max_store_gib: float = 200.0
 
     def __post_init__(self) -> None:
         if abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:

@@ -57,7 +57,13 @@ from nft_pipeline.train.evaluate import chunked_clip_loss, embed_pairs, retrieva
 from nft_pipeline.train.loss import clip_loss
 from nft_pipeline.train.masking import MaskingSettings
 from nft_pipeline.train.model import ClipBundle, load_clip, prepare_base_model
-from nft_pipeline.train.prepared import ComponentLookup, StreamingImages, build_prepared_store, choose_image_source
+from nft_pipeline.train.prepared import (
+    ComponentLookup,
+    StreamingImages,
+    build_prepared_store,
+    choose_image_source,
+    store_bytes,
+)
 from nft_pipeline.train.wise_ft import interpolate_weights
 
 log = logging.getLogger(__name__)
@@ -407,7 +413,10 @@ def _train(
         extra_train = component_examples(
             split.select(examples, "train"), components, config.component_pairs_share, output_dir / "component_pairs"
         )
-    data_source = choose_image_source(config.data_source, runtime.on_gpu)
+    all_sources = image_sources([*examples, *extra_train])
+    data_source = choose_image_source(
+        config.data_source, store_bytes(all_sources, bundle.preprocessing), config.max_store_gib
+    )
     data = _build_data(bundle, split, examples, components, config, runtime, output_dir, data_source, extra_train)
     model = bundle.model.to(runtime.device)
     steps_per_epoch = len(data.train_loader) // config.grad_accumulation_steps

@@ -5,11 +5,11 @@ CLIP step per sample. None of it changes between epochs (only the masking draws 
 small runs it is done once per run, in parallel, into a memory-mapped store (`PreparedStore`); an
 epoch then reads a few kilobytes per sample, applies the masking draw and tokenizes. The store
 lives in the run directory and belongs to its run id: a resumed run reuses it, a new run
-rebuilds it. At NFT1000's size the store would take 1.16 TB (docs/deploy.md), and on a GPU the
-decode can hide behind the model step if enough DataLoader workers share it: `StreamingImages`
-decodes (locally or from object storage) in the workers, every epoch, instead. Both give the
+rebuilds it. At NFT1000's size the store would take about 1 TB at 224 px, so for such runs
+`StreamingImages` decodes (locally or from object storage) in the DataLoader workers, every
+epoch, instead. Both give the
 same `PreparedImage` for an index; which is faster is measured in docs/benchmarks.md
-(`choose_image_source` applies the result).
+(`choose_image_source` applies the result: the store whenever it fits).
 
 Geometry: CLIP's own preprocessing (shortest edge to the model size, centre crop), with area
 (box) resampling for the image and an "any coverage" reduction for the masks. With a box filter a
@@ -144,17 +144,23 @@ def _unchanged(prepared: PreparedImage) -> PreparedImage:
     return prepared
 
 
-def choose_image_source(requested: str, on_gpu: bool) -> str:
-    """`store` or `stream`: as requested, or for "auto" by the measured rule (docs/benchmarks.md).
+def store_bytes(sources: Sequence[ImageSource], preprocessing: ImagePreprocessing) -> int:
+    """What a `PreparedStore` of `sources` takes on disk: the pixels plus one bit-packed mask per tag."""
+    pixels = preprocessing.crop_size * preprocessing.crop_size
+    return len(sources) * pixels * 3 + sum(len(source.tag_traits) for source in sources) * ((pixels + 7) // 8)
 
-    On CPU the store: decoding every epoch would take the cores the model step runs on (the
-    store's per-epoch read is ~10x cheaper than a decode). On a GPU the stream: a handful of
-    workers decode faster than the model steps, so the decode costs no time, while the store
-    would add a decode pass before the first step and its size on disk.
+
+def choose_image_source(requested: str, needed_bytes: int, max_store_gib: float) -> str:
+    """`store` or `stream`: as requested, or for "auto" the store whenever it fits `max_store_gib`.
+
+    Measured (docs/benchmarks.md): a worker streams about as fast as it prepares the store, and
+    reads the store 5-10x faster than it streams. So with one epoch the two cost the same and
+    with more the store is faster; the stream is for runs whose store would not fit the disk
+    (NFT1000 at 224 px: about 1 TB).
     """
     if requested != "auto":
         return requested
-    return "stream" if on_gpu else "store"
+    return "store" if needed_bytes <= max_store_gib * 2**30 else "stream"
 
 
 class PreparedStore:
