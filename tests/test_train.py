@@ -19,6 +19,7 @@ from transformers import CLIPModel, CLIPProcessor
 from nft_pipeline.captions import caption_token, count_text_tokens
 from nft_pipeline.clip_tokenizer import clip_tokenizer
 from nft_pipeline.train import (
+    TrainConfig,
     TrainingExample,
     TrainingRun,
     load_clip,
@@ -355,3 +356,10 @@ def test_auto_keeps_the_store_while_it_fits_the_disk_budget(nouns, tmp_path):
     assert choose_image_source("auto", needed, budget_gib) == "store"
     assert choose_image_source("auto", needed + 1, budget_gib) == "stream"
     assert choose_image_source("store", needed + 1, budget_gib) == "store"
+
+
+def test_configs_recorded_before_a_field_was_retired_still_load():
+    recorded = {**TINY.to_dict(), "tiny_vocab_size": 2048}  # run.json of a run from before CLIP's own tokenizer
+    assert TrainConfig.from_dict(json.loads(json.dumps(recorded))) == TINY
+    with pytest.raises(ValueError, match="unknown config fields"):
+        TrainConfig.from_dict({**TINY.to_dict(), "tiny_vocab": 1})

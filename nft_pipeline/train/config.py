@@ -28,6 +28,10 @@ Precision = Literal["auto", "fp32", "bf16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 DataSource = Literal["auto", "store", "stream"]
 
+# Fields of earlier versions: `tiny_vocab_size` sized the tokenizer the tiny preset once learnt
+# from its captions (every model now uses CLIP's own, nft_pipeline/clip_tokenizer.py).
+RETIRED_FIELDS = frozenset({"tiny_vocab_size"})
+
 EXECUTION_FIELDS = frozenset(
     {
         "num_workers",
@@ -132,8 +136,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild from `to_dict` output (JSON turns tuples into lists; they are turned back)."""
+        """Rebuild from `to_dict` output (JSON turns tuples into lists; they are turned back).
+
+        Fields a config no longer has (`RETIRED_FIELDS`) are dropped, so runs recorded before they
+        were retired (run.json, `training_runs.config_json`) still load.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
+        values = {name: value for name, value in values.items() if name not in RETIRED_FIELDS}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown config fields: {sorted(unknown)}")
