@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader
 from nft_pipeline.train.config import PRESETS, TrainConfig
 from nft_pipeline.train.data import PairCollator, PairDataset, image_sources, training_loader
 from nft_pipeline.train.distributed import start_runtime
-from nft_pipeline.train.loop import build_optimizer, build_scheduler, forward_backward, optimizer_step
+from nft_pipeline.train.loop import forward_backward
+from nft_pipeline.train.optim import build_optimizer, build_scheduler, optimizer_step
 from nft_pipeline.train.masking import MaskingSettings
 from nft_pipeline.train.model import PRESET_BUILDERS
 from nft_pipeline.train.prepared import StreamingImages, build_prepared_store

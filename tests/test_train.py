@@ -33,7 +33,7 @@ from nft_pipeline.train import (
 from nft_pipeline.train.component_pairs import component_examples
 from nft_pipeline.train.data import PairCollator, Split, image_sources, training_loader
 from nft_pipeline.train.distributed import start_runtime
-from nft_pipeline.train.loop import build_optimizer, build_scheduler
+from nft_pipeline.train.optim import build_optimizer, build_scheduler
 from nft_pipeline.train.model import ImagePreprocessing, build_tiny_clip, build_vit_b_32, image_embeddings, text_embeddings
 from nft_pipeline.train.prepared import StreamingImages, build_prepared_store, choose_image_source, store_bytes
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs

@@ -24,8 +24,6 @@ import hashlib
 import itertools
 import json
 import logging
-import math
-import os
 import random
 import shutil
 import time
@@ -40,6 +38,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from transformers import CLIPModel
 
+from nft_pipeline.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from nft_pipeline.train.component_pairs import component_examples
 from nft_pipeline.train.config import TrainConfig
 from nft_pipeline.train.data import (
@@ -56,6 +55,7 @@ from nft_pipeline.train.distributed import Runtime, main_first, start_runtime, s
 from nft_pipeline.train.evaluate import chunked_clip_loss, embed_pairs, retrieval_metrics
 from nft_pipeline.train.loss import clip_loss
 from nft_pipeline.train.masking import MaskingSettings
+from nft_pipeline.train.optim import build_optimizer, build_scheduler, optimizer_step
 from nft_pipeline.train.model import ClipBundle, load_clip, prepare_base_model
 from nft_pipeline.train.prepared import (
     ComponentLookup,
@@ -72,7 +72,6 @@ CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
 RUN_FILE = "run.json"
 OWNER_FILE = "run_id"
 RUN_STATE = ("base", "prepared", "component_pairs", "checkpoints", "model", RUN_FILE)  # what a fresh start wipes
-MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's cap on the inverse temperature
 
 
 @dataclass
@@ -166,65 +165,6 @@ def claim_output_dir(output_dir: Path, run_id: str, resume: bool) -> bool:
     output_dir.mkdir(parents=True, exist_ok=True)
     owner_file.write_text(run_id)
     return False
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig, fused: bool = False) -> AdamW:
-    """AdamW with weight decay on matrices only (open_clip's rule: gains, biases and the temperature are exempt).
-
-    `fused`: one CUDA kernel for the whole update (parameters must be on a GPU).
-    """
-    decayed = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    exempt = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return AdamW(
-        [{"params": decayed, "weight_decay": config.weight_decay}, {"params": exempt, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-        betas=config.adam_betas,
-        eps=config.adam_eps,
-        fused=fused or None,
-    )
-
-
-def build_scheduler(optimizer: AdamW, config: TrainConfig, total_steps: int) -> LambdaLR:
-    """Linear warmup from 0, then cosine decay to `learning_rate * min_lr_ratio` (transformers' schedule).
-
-    The multiplier of optimizer step s (0-based) is s / warmup during warmup, so the peak comes at
-    step `warmup` exactly once; the hand-written schedule this replaces started at 1 / warmup and
-    held the peak for two steps.
-    """
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup
-
-    return get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=math.ceil(config.warmup_fraction * total_steps),
-        num_training_steps=total_steps,
-        min_lr_rate=config.min_lr_ratio,
-    )
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Written beside the target and renamed into place: a crash mid-write keeps the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
-
-
-def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
-    return torch.load(path, map_location=device, weights_only=True) if path.exists() else None
-
-
-def _rng_states() -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"].cpu())
-    random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 @dataclass
@@ -322,16 +262,6 @@ def forward_backward(
     return float(loss.detach())
 
 
-def optimizer_step(model: CLIPModel, optimizer: AdamW, scheduler: LambdaLR, config: TrainConfig) -> None:
-    """Clip, step, schedule, and keep the temperature within CLIP's bound."""
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
-
-
 def _train_one_epoch(
     trained: torch.nn.Module,
     model: CLIPModel,
@@ -401,7 +331,7 @@ def _train(
     run_id = run_identity(config, examples)
     resuming = runtime.broadcast_from_main(claim_output_dir(output_dir, run_id, resume) if runtime.is_main else None)
     checkpoint_path = output_dir / CHECKPOINT_FILE
-    checkpoint = _load_checkpoint(checkpoint_path, runtime.device) if resuming else None
+    checkpoint = load_checkpoint(checkpoint_path, runtime.device) if resuming else None
     split = (
         Split.from_dict(checkpoint["split"])
         if checkpoint
@@ -432,7 +362,7 @@ def _train(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        _restore_rng_states(checkpoint["rng"])
+        restore_rng_states(checkpoint["rng"])
         start_epoch, step = checkpoint["epoch"], checkpoint["step"]
         epoch_metrics, zero_shot = checkpoint["epoch_metrics"], checkpoint["zero_shot"]
     else:
@@ -449,7 +379,7 @@ def _train(
             metrics["val_loss"] = _validation_loss(model, data, config, runtime)
             epoch_metrics.append(metrics)
             log.info("run %s epoch %d: %s", run_id, epoch + 1, metrics)
-            _save_checkpoint(
+            save_checkpoint(
                 checkpoint_path,
                 {
                     "run_id": run_id,
@@ -460,7 +390,7 @@ def _train(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "rng": _rng_states(),
+                    "rng": rng_states(),
                     "epoch_metrics": epoch_metrics,
                     "zero_shot": zero_shot,
                 },
