@@ -63,6 +63,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--settings", nargs="+", default=SETTINGS, help="mode:p:component_share per row")
     parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument(
+        "--tiny-shape", type=int, nargs=4, metavar=("WIDTH", "LAYERS", "IMAGE", "PATCH"), default=None,
+        help="a smaller tiny preset for short runs (default: TrainConfig's)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="run directories and results.json")
     args = parser.parse_args()
     if args.samples:
@@ -72,6 +76,8 @@ def main() -> None:
     else:
         examples, components = pipeline_inputs(args.data_dir, args.collection, args.max_examples, 0)
         source = args.collection
+    names = ("tiny_width", "tiny_layers", "tiny_image_size", "tiny_patch_size")
+    shape = dict(zip(names, args.tiny_shape)) if args.tiny_shape else {}
     results = []
     for setting in args.settings:
         mode, probability, share = setting.split(":")
@@ -79,7 +85,7 @@ def main() -> None:
             config = TrainConfig(
                 split="by_token", epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 masking_mode=mode, masking_probability=float(probability), component_pairs_share=float(share),
-                wise_ft_alpha=args.alpha, seed=seed, num_workers=args.num_workers,
+                wise_ft_alpha=args.alpha, seed=seed, num_workers=args.num_workers, **shape,
             )
             started = time.perf_counter()
             run = train_clip(examples, components, config, args.out / f"{setting.replace(':', '-')}-seed{seed}")
@@ -94,7 +100,8 @@ def main() -> None:
             })
             print(json.dumps(results[-1]), flush=True)
     print(
-        f"\n{source}: {len(examples)} pairs, by_token split, tiny preset, {args.epochs} epochs x batch {args.batch_size}, "
+        f"\n{source}: {len(examples)} pairs, by_token split, tiny preset {shape or ''}, "
+        f"{args.epochs} epochs x batch {args.batch_size}, "
         f"lr {args.learning_rate}, seeds {args.seeds}; text-to-image on the {results[-1]['test_pairs']} test pairs, "
         f"mean (per seed); WiSE-FT alpha {args.alpha}\n"
     )
