@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--settings", nargs="+", default=SETTINGS, help="mode:p:component_share per row")
     parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--model", default="tiny", help="a preset, a hub id or a model directory to start from")
     parser.add_argument(
         "--tiny-shape", type=int, nargs=4, metavar=("WIDTH", "LAYERS", "IMAGE", "PATCH"), default=None,
         help="a smaller tiny preset for short runs (default: TrainConfig's)",
@@ -84,8 +85,8 @@ def main() -> None:
         for seed in args.seeds:
             config = TrainConfig(
                 split="by_token", epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                masking_mode=mode, masking_probability=float(probability), component_pairs_share=float(share),
-                wise_ft_alpha=args.alpha, seed=seed, num_workers=args.num_workers, **shape,
+                model_name_or_path=args.model, masking_mode=mode, masking_probability=float(probability),
+                component_pairs_share=float(share), wise_ft_alpha=args.alpha, seed=seed, num_workers=args.num_workers, **shape,
             )
             started = time.perf_counter()
             run = train_clip(examples, components, config, args.out / f"{setting.replace(':', '-')}-seed{seed}")
@@ -100,7 +101,7 @@ def main() -> None:
             })
             print(json.dumps(results[-1]), flush=True)
     print(
-        f"\n{source}: {len(examples)} pairs, by_token split, tiny preset {shape or ''}, "
+        f"\n{source}: {len(examples)} pairs, by_token split, {args.model} {shape or ''}, "
         f"{args.epochs} epochs x batch {args.batch_size}, "
         f"lr {args.learning_rate}, seeds {args.seeds}; text-to-image on the {results[-1]['test_pairs']} test pairs, "
         f"mean (per seed); WiSE-FT alpha {args.alpha}\n"
