@@ -26,6 +26,7 @@ from nft_pipeline.storage import DataLayout, read_table, write_table
 from nft_pipeline.train.tables import trained_run
 from resources import local_resources
 from tests.conftest import temp_instance
+from tests.tiny_model import TINY
 
 SUPPLIES = {"cryptopunks": 160, "nouns": 120, "mixedmedia": 80}
 REPO = Path(__file__).resolve().parent.parent
@@ -86,14 +87,16 @@ def test_captions_and_components_cover_the_collections(pipeline):
     assert ok["cryptopunks"] >= 5 and ok["nouns"] >= 5
 
 
-# Explicit, so the test does not move with TrainConfig's defaults (made for fine-tuning a pretrained CLIP).
+# Explicit, so the test does not move with TrainConfig's defaults (made for fine-tuning a pretrained
+# CLIP); the tests' small tiny shape (tests/tiny_model.py), so training takes seconds, not minutes.
 TRAINING = {
     "collections": ["cryptopunks", "nouns"],
     "epochs": 2,
     "batch_size": 32,
     "split": "by_token",
-    "learning_rate": 5e-4,
+    "learning_rate": 1e-3,
     "num_workers": 0,
+    **{name: getattr(TINY, name) for name in ("tiny_image_size", "tiny_patch_size", "tiny_width", "tiny_layers", "tiny_heads", "tiny_projection_dim")},
 }
 
 
