@@ -63,6 +63,7 @@ DEMO_TRAINING = {
     "split": "by_token",
     "masking_probability": 0.3,
     "num_workers": 2,
+    "learning_rate": 5e-4,  # the tiny preset learns from scratch: ten times the fine-tuning default
 }
 DEMO_LOGGING = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

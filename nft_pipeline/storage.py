@@ -158,7 +158,7 @@ class DataLayout:
         On object storage DuckDB reads through the root's fsspec filesystem, registered on the
         connection (its own `httpfs` extension would need a download and separate credentials).
         """
-        import duckdb  # 20 MB of native code: loaded by the steps that query, not by every importer of the layout
+        import duckdb  # 20 MB of native code, and absent on training machines: loaded by the steps that query
 
         with duckdb.connect() as con:
             if not self.is_local:

@@ -53,7 +53,7 @@ def indexed_data_dir(root: Path, tokens: int) -> Path:
     nouns, _ = nouns_inputs(range(tokens), root / IMAGES_DIR)
     punks, _ = punks_inputs(range(tokens), root / IMAGES_DIR)
     model_dir = root / "models" / "untrained" / "model"
-    build_tiny_clip(TINY, [example.caption.caption for example in nouns + punks]).save(model_dir)
+    build_tiny_clip(TINY).save(model_dir)
     index_examples(root, EmbeddingModel.load(model_dir), {"nouns": nouns, "cryptopunks": punks})
     return root
 

@@ -31,7 +31,6 @@ TINY = TrainConfig(
     tiny_layers=2,
     tiny_heads=2,
     tiny_projection_dim=32,
-    tiny_vocab_size=800,
     split="by_token",
     num_workers=0,
     eval_batch_size=16,

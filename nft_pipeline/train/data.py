@@ -18,7 +18,6 @@ import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -26,12 +25,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from nft_pipeline.captions import Caption
+from nft_pipeline.location import Location
 from nft_pipeline.phrasings import phrase_caption, phrasing_rng
 from nft_pipeline.train.config import SplitStrategy, TrainConfig
 from nft_pipeline.train.masking import MaskingSettings, apply_masking, masking_rng
 from nft_pipeline.train.model import ImagePreprocessing
 from nft_pipeline.train.pixels import pixel_values
-from nft_pipeline.train.prepared import ImageSource, PreparedStore
+from nft_pipeline.train.prepared import ImageSource, PreparedStore, StreamingImages
 
 ExampleKey = tuple[str, str]  # (collection, token id)
 SplitPart = Literal["train", "val", "test"]
@@ -42,7 +42,7 @@ SPLIT_PARTS: tuple[SplitPart, ...] = ("train", "val", "test")
 class TrainingExample:
     collection: str
     token_id: str
-    image_path: Path  # the standardized PNG
+    image_path: Location  # the standardized PNG, local or on object storage
     caption: Caption
 
     @property
@@ -54,7 +54,7 @@ def image_sources(examples: Sequence[TrainingExample]) -> list[ImageSource]:
     """What preparing each example's image needs (components are looked up by the preparing worker)."""
     return [
         ImageSource(
-            image_path=Path(example.image_path),
+            image_path=example.image_path,
             collection=example.collection,
             tag_traits=tuple((tag["trait_type"] or "", tag["value"]) for tag in example.caption.tags),
         )
@@ -154,12 +154,12 @@ class PairSample:
 
 
 class PairDataset(Dataset):
-    """(image, caption) pairs from a prepared store, masked when masking settings are given."""
+    """(image, caption) pairs from a prepared store or streamed, masked when masking settings are given."""
 
     def __init__(
         self,
         examples: Sequence[TrainingExample],
-        store: PreparedStore,
+        store: PreparedStore | StreamingImages,
         masking: MaskingSettings | None,
         seed: int,
         phrasings: bool = False,  # a drawn phrasing per (token, epoch) instead of the canonical text (phrasings.py)
@@ -175,10 +175,14 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.captions)
 
+    def caption_for(self, epoch: int, index: int) -> Caption:
+        """The caption pair `index` is trained with in `epoch`: the one place a caption is chosen."""
+        return self.captions[index]
+
     def __getitem__(self, epoch_and_index: tuple[int, int]) -> PairSample:
         epoch, index = epoch_and_index
         prepared = self.store[index]
-        caption = self.captions[index]
+        caption = self.caption_for(epoch, index)
         if self.masking is None:
             text = phrase_caption(caption, phrasing_rng(self.seed, epoch, index)) if self.phrasings else caption.caption
             return PairSample(rgb=prepared.rgb, text=text, index=index, masked_tags=())
@@ -256,6 +260,7 @@ def _loader(
     drop_last: bool,
     persistent: bool,
     config: TrainConfig,
+    pin_memory: bool = False,
 ) -> DataLoader:
     return DataLoader(
         dataset,
@@ -267,26 +272,33 @@ def _loader(
         persistent_workers=persistent and config.num_workers > 0,
         prefetch_factor=config.prefetch_factor if config.num_workers > 0 else None,
         worker_init_fn=seed_worker,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(config.seed),
     )
 
 
 def training_loader(
     examples: Sequence[TrainingExample],
-    store: PreparedStore,
+    store: PreparedStore | StreamingImages,
     collator: PairCollator,
     config: TrainConfig,
     num_replicas: int,
     rank: int,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """This rank's shuffled, masked training batches; call `loader.sampler.set_epoch(e)` before each epoch."""
+    """This rank's shuffled, masked training batches; call `loader.sampler.set_epoch(e)` before each epoch.
+
+    `pin_memory`: batches in page-locked memory, so copies to a GPU can be non-blocking.
+    """
     dataset = PairDataset(examples, store, MaskingSettings.from_config(config), config.seed)
     sampler = EpochSampler(dataset, num_replicas, rank, shuffle=True, seed=config.seed)
-    return _loader(dataset, collator, sampler, config.batch_size, drop_last=True, persistent=True, config=config)
+    return _loader(
+        dataset, collator, sampler, config.batch_size, drop_last=True, persistent=True, config=config, pin_memory=pin_memory
+    )
 
 
 def evaluation_loader(
-    examples: Sequence[TrainingExample], store: PreparedStore, collator: PairCollator, config: TrainConfig
+    examples: Sequence[TrainingExample], store: PreparedStore | StreamingImages, collator: PairCollator, config: TrainConfig
 ) -> DataLoader:
     """Every pair once, in order, never masked (whatever the masking settings of the config).
 
