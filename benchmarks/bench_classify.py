@@ -61,7 +61,7 @@ def main() -> None:
         with Timer() as read:
             read_samples(ok)
         with Timer() as colours_t:
-            colours = colour_rows(slug, images, layout.file)
+            colour_rows(slug, images, layout.file)
         with Timer() as traits_t:
             predictions, holdout, _ = collection_trait_predictions(slug, images, captions, layout.file)
         with Timer() as audit_t:
