@@ -131,7 +131,7 @@ class Chip:
     `traits` are ids into `TraitVocabulary.traits`; `corrected` lists typo corrections made.
     """
 
-    kind: str  # collection | trait
+    kind: str  # collection | trait | colour
     text: str
     span: tuple[int, int]
     label: str
@@ -150,7 +150,7 @@ class Chip:
             "label": self.label,
             "negated": self.negated,
             "collection": self.collection,
-            "filter": self.collection if self.kind == "collection" else "|".join(
+            "filter": self.collection if self.kind == "collection" else self.text if self.kind == "colour" else "|".join(
                 dict.fromkeys(ref.filter_key for ref in refs)
             ),
             "values": [{"collection": r.collection, "trait_type": r.trait_type, "value": r.value} for r in refs],

@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from nft_pipeline.captions import template_for
+from nft_pipeline.classify.vocabulary import RowTerms, interpret
 from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.hits import (
     HIT_COLUMNS,
@@ -79,6 +80,7 @@ from nft_pipeline.index import (
 from nft_pipeline.lance_queries import filter_sql, matching_captions, nearest_hits, nearest_keys, token_rows
 from nft_pipeline.query import Chip, Interpretation, QueryParser
 from nft_pipeline.ranking import RankingIndex, reciprocal_rank_fusion
+from nft_pipeline.storage import DataLayout
 
 # Re-exported: callers and tests import these from here, where search is used.
 __all__ = ["HitDetails", "SearchError", "SearchHit", "SearchResults", "TokenKey", "UnknownToken", "filter_sql", "reciprocal_rank_fusion"]
@@ -126,6 +128,7 @@ class IndexVersion:
     has_text_index: bool
     ranking: RankingIndex | None = None  # None: the table outgrew `RANKING_MAX_ROWS`; described falls back to filters
     parser: QueryParser | None = None
+    terms: RowTerms | None = None  # colour classes and predicted traits per ranking row; None: not classified
 
     @classmethod
     async def load(
@@ -158,14 +161,17 @@ class IndexVersion:
             await table.prewarm_index(index.name)
         has_text_index = any(index.columns == [CAPTION_COLUMN] for index in indexes)
         rows = await table.count_rows()
-        details, ranking = None, None
+        details, ranking, terms = None, None, None
         if rows <= min(details_max_rows, RANKING_MAX_ROWS):
             table_rows = await table.query().select([*HIT_COLUMNS, VECTOR_COLUMN]).to_arrow()
             details, ranking = await asyncio.to_thread(_details_and_ranking, table_rows)
+            terms = await asyncio.to_thread(
+                RowTerms.load, DataLayout(data_dir), table_rows["collection"].to_pylist(), table_rows["token_id"].to_pylist()
+            )
         elif rows <= details_max_rows:
             details = await HitDetails.load(table)
         parser = QueryParser(ranking.vocabulary) if ranking is not None else None
-        return cls(table, await table.version(), details, model, has_text_index, ranking, parser)
+        return cls(table, await table.version(), details, model, has_text_index, ranking, parser, terms)
 
 
 def _details_and_ranking(rows: pa.Table) -> tuple[HitDetails, RankingIndex]:
@@ -309,12 +315,14 @@ class NftSearch:
         collapse: bool = False,
         facets: bool = True,
         most: int = MAX_K,
+        colours: Sequence[str] = (),
     ) -> SearchResults:
         """Tokens matching what `query` describes: the traits it names (see query.py) required, or
         boosting when fewer than k tokens carry them all; ranked by the query's text embedding within.
 
         `traits` and `not_traits` are TYPE=VALUE filters (alternatives joined by "|") that must hold or
-        must not; `offset` pages; `collapse` shows identical pictures once; `most` caps k (exports).
+        must not; `colours` are colour filters ("blue", "blue background"; see classify/vocabulary.py),
+        and colour words the query leaves unread become such filters too; `offset` pages; `collapse` shows identical pictures once; `most` caps k (exports).
         """
         started = time.perf_counter()
         _check_k(k, most)
@@ -325,8 +333,8 @@ class NftSearch:
             results = await self.text(query, k, collection, traits)
             return SearchResults(results.hits, "text", [*results.notices, "index too large for trait understanding: embedding search"], results.timings_ms)
         ranking, parser = index.ranking, index.parser
-        query, notices = _clean_query(query, index.model, allow_empty=bool(traits or not_traits or collection))
-        interpretation = parser.parse(query) if query else Interpretation("", (), ())
+        query, notices = _clean_query(query, index.model, allow_empty=bool(traits or not_traits or collection or colours))
+        interpretation, colour_chips = interpret(parser, query, colours, index.terms)
         # Every word understood: the traits say it all, and the text encoder (most of a query's time)
         # is skipped; the matching tokens are ordered by how typical they are of the matching set.
         understood = not interpretation.residual
@@ -334,6 +342,8 @@ class NftSearch:
         encoded = time.perf_counter()
         filter_chips = [*_filter_chips(ranking, traits, False), *_filter_chips(ranking, not_traits, True)]
         allowed = np.ones(ranking.n_rows, bool)
+        for _, wanted in colour_chips:
+            allowed &= index.terms.mask(wanted)
         if collection:
             allowed &= ranking.collection_mask([collection])
         collections = [chip.collection for chip in interpretation.chips if chip.kind == "collection" and not chip.negated]
@@ -379,7 +389,7 @@ class NftSearch:
             notices.append(
                 f"only {ranked.exact} tokens carry every trait understood; the rest carry some of them"
             )
-        shown = Interpretation(query, (*interpretation.chips, *filter_chips), interpretation.residual)
+        shown = Interpretation(query, (*interpretation.chips, *filter_chips, *(chip for chip, _ in colour_chips)), interpretation.residual)
         return SearchResults(
             hits=hits,
             mode="described" if not understood else "described (by traits)",

@@ -111,6 +111,7 @@ class SearchFilters:
     traits: list[str]
     not_traits: list[str]
     collapse: bool
+    colours: list[str]  # "blue", "blue background" (needs the `token_colours` asset)
 
     @classmethod
     def from_request(cls, request: web.Request) -> SearchFilters:
@@ -120,6 +121,7 @@ class SearchFilters:
             traits=query.getall("trait", []),
             not_traits=query.getall("not_trait", []),
             collapse=_flag(request, "collapse"),
+            colours=query.getall("colour", []),
         )
 
     def as_kwargs(self) -> dict:
@@ -128,6 +130,7 @@ class SearchFilters:
             "traits": self.traits,
             "not_traits": self.not_traits,
             "collapse": self.collapse,
+            "colours": self.colours,
         }
 
 
