@@ -42,7 +42,9 @@ class SearchHit:
     tags: list[CaptionTag]
     matched: list[str] = field(default_factory=list)  # the query's words for the traits it carries
     duplicates: int = 1  # tokens with the same picture this hit stands for (duplicate collapse)
-    outline_traits: list[dict[str, str]] = field(default_factory=list)  # its traits the query matched
+    outline_traits: list[dict[str, Any]] = field(default_factory=list)  # its traits the query matched
+    # Traits predicted from the image for a token without metadata (`trait_predictions`), with confidence
+    predicted_traits: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -91,10 +91,12 @@ class RankingIndex:
 
     @classmethod
     def from_table(cls, rows: pa.Table, vocabulary: TraitVocabulary | None = None,
-                   subject_nouns: Mapping[str, str | None] | None = None) -> RankingIndex:
-        """From a table with collection, name, tags and vector columns (one row per token)."""
+                   subject_nouns: Mapping[str, str | None] | None = None,
+                   tags: Sequence[Sequence[Mapping]] | None = None) -> RankingIndex:
+        """From a table with collection, name, tags and vector columns (one row per token); `tags`, if
+        given, stand for the table's (predicted traits added)."""
         collections = rows["collection"].to_pylist()
-        tags = rows["tags"].to_pylist()
+        tags = rows["tags"].to_pylist() if tags is None else tags
         names = rows["name"].to_pylist()
         if vocabulary is None:
             vocabulary = TraitVocabulary.from_rows(collections, tags, names, subject_nouns)

@@ -164,20 +164,24 @@ class IndexVersion:
         details, ranking, terms = None, None, None
         if rows <= min(details_max_rows, RANKING_MAX_ROWS):
             table_rows = await table.query().select([*HIT_COLUMNS, VECTOR_COLUMN]).to_arrow()
-            details, ranking = await asyncio.to_thread(_details_and_ranking, table_rows)
             terms = await asyncio.to_thread(
                 RowTerms.load, DataLayout(data_dir), table_rows["collection"].to_pylist(), table_rows["token_id"].to_pylist()
             )
+            details, ranking = await asyncio.to_thread(_details_and_ranking, table_rows, terms)
         elif rows <= details_max_rows:
             details = await HitDetails.load(table)
         parser = QueryParser(ranking.vocabulary) if ranking is not None else None
         return cls(table, await table.version(), details, model, has_text_index, ranking, parser, terms)
 
 
-def _details_and_ranking(rows: pa.Table) -> tuple[HitDetails, RankingIndex]:
-    """Both in-memory structures from one read of the table (their rows in the same order)."""
+def _details_and_ranking(rows: pa.Table, terms: RowTerms | None) -> tuple[HitDetails, RankingIndex]:
+    """Both in-memory structures from one read of the table (their rows in the same order). A token
+    without declared traits is ranked by its predicted ones (`trait_predictions`), if any."""
     subject_nouns = {name: template_for(name).subject_noun for name in set(rows["collection"].to_pylist())}
-    return HitDetails(rows), RankingIndex.from_table(rows, subject_nouns=subject_nouns)
+    tags = rows["tags"].to_pylist()
+    if terms is not None:
+        tags = terms.with_predicted(tags)
+    return HitDetails(rows), RankingIndex.from_table(rows, subject_nouns=subject_nouns, tags=tags)
 
 
 class NftSearch:
@@ -373,6 +377,7 @@ class NftSearch:
             facet_counts = ranking.facets(strict)
         keys = [(ranking.collection_names[ranking.collection_codes[row]], row) for row in ranked.rows]
         rows = index.details.rows_at([row for _, row in keys]) if index.details is not None else []
+        predicted_traits = [index.terms.predicted_of(row) if index.terms is not None else [] for row in ranked.rows]
         hits = [
             SearchHit(
                 offset + rank,
@@ -381,9 +386,14 @@ class NftSearch:
                 **{column: row[column] for column in HIT_COLUMNS},
                 matched=[chip.text for chip, met in zip(constraint_chips, ranked.met[rank - 1], strict=True) if met],
                 duplicates=int(ranked.duplicates[rank - 1]),
-                outline_traits=ranking.matched_traits(position, constraint_chips),
+                outline_traits=[
+                    {**trait, "predicted": bool(predicted)} for trait in ranking.matched_traits(position, constraint_chips)
+                ],
+                predicted_traits=predicted,
             )
-            for rank, (similarity, row, position) in enumerate(zip(ranked.similarities, rows, ranked.rows, strict=True), 1)
+            for rank, (similarity, row, position, predicted) in enumerate(
+                zip(ranked.similarities, rows, ranked.rows, predicted_traits, strict=True), 1
+            )
         ]
         if constraints and ranked.exact < min(k + offset, ranked.total):
             notices.append(

@@ -11,7 +11,7 @@ is vectorised), and `interpret` reads a query's traits and colours together.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,6 +107,17 @@ class RowTerms:
         figure = np.fromiter((_bits(row.colour_classes) for row in rows), np.uint32, len(rows))
         background = np.fromiter((_bits(row.background_classes) for row in rows), np.uint32, len(rows))
         return cls(figure, background, [row.predicted_traits for row in rows])
+
+    def predicted_of(self, row: int) -> list[dict]:
+        """The row's predicted traits (empty where it declares its own)."""
+        return [{"trait_type": t, "value": v, "confidence": round(c, 3)} for t, v, c in self.predicted[row]]
+
+    def with_predicted(self, tags: Sequence[Sequence[Mapping]]) -> list[Sequence[Mapping]]:
+        """Each row's declared tags, or its predicted traits where it declares none."""
+        return [
+            row_tags or [{"trait_type": t, "value": v} for t, v, _ in predicted]
+            for row_tags, predicted in zip(tags, self.predicted, strict=True)
+        ]
 
     def mask(self, wanted: ColourQuery) -> np.ndarray:
         """Rows whose figure has every class of `wanted.colours` and background every one of `wanted.backgrounds`."""
