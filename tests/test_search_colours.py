@@ -19,7 +19,10 @@ from nft_pipeline.storage import DataLayout, read_table, write_table
 from nft_pipeline.train.model import build_tiny_clip
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
 from nft_pipeline.web.app import IMAGES_DIR
+from tests.chromium import chromium_page
+from tests.conftest import ARTIFACTS
 from tests.test_search_api import client_of, search
+from tests.test_search_web import CARDS, CHIP_LABELS, open_page, search_for, serving
 from tests.tiny_model import TINY, index_examples
 
 NOUN_IDS = range(40)
@@ -115,3 +118,17 @@ def test_without_colour_tables_colour_words_stay_text(tmp_path):
                 assert "token_colours" in (await response.json())["error"]
 
     asyncio.run(run())
+
+
+def test_page_shows_the_colour_chip_and_removes_its_words_in_chromium(data_dir, tmp_path):
+    async def scenario() -> None:
+        async with serving(data_dir) as server, chromium_page(tmp_path / "profile") as page:
+            await open_page(page, server)
+            await search_for(page, "nouns blue background")
+            await page.wait_for(f"{CHIP_LABELS}.includes('blue background')")
+            await page.wait_for(f"{CARDS} === {min(len(COOL), 24)}")  # 24: the page size
+            await page.screenshot(ARTIFACTS / "search_colour_chip.png")
+            await page.click("#chips .interp[data-kind='colour'] .remove")
+            await page.wait_for("document.querySelector('#q').value.trim() === 'nouns'")
+
+    asyncio.run(scenario())

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from nft_pipeline.captions import caption_token
@@ -22,7 +23,10 @@ from nft_pipeline.storage import DataLayout, write_table
 from nft_pipeline.train.model import build_tiny_clip
 from nft_pipeline.train.sample_data import punks_inputs
 from nft_pipeline.web.app import IMAGES_DIR
+from tests.chromium import chromium_page
+from tests.conftest import ARTIFACTS
 from tests.test_search_api import client_of, search
+from tests.test_search_web import serving
 from tests.tiny_model import TINY, index_examples
 
 PUNK_IDS = range(200)
@@ -70,3 +74,18 @@ def test_tokens_without_metadata_answer_by_predicted_traits_marked_predicted(dat
             assert males["total"] == len(MALE)
 
     asyncio.run(run())
+
+
+def test_page_marks_predicted_traits_in_chromium(data_dir, tmp_path):
+    async def scenario() -> None:
+        async with serving(data_dir) as server, chromium_page(tmp_path / "profile") as page:
+            async with aiohttp.ClientSession(server.make_url("")) as client:
+                body = await search(client, q="female", k=100)
+            first = next(hit["rank"] for hit in body["hits"] if hit["token_id"] in HIDDEN)
+            await page.open(str(server.make_url("/")) + f"#q=female&offset={first - 1}", (1280, 900))
+            await page.wait_for("!!document.querySelector('#results .card .predicted')")
+            marked = await page.evaluate("[...document.querySelectorAll('#results .card .predicted')].map(n => n.textContent)")
+            assert marked and all(text.startswith("predicted · ") and "Type: Female" in text for text in marked), marked
+            await page.screenshot(ARTIFACTS / "search_predicted.png")
+
+    asyncio.run(scenario())
