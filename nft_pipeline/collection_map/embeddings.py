@@ -7,22 +7,21 @@ from pathlib import Path
 import numpy as np
 
 from nft_pipeline.collection_map.build import MapInput, traits_of
-from nft_pipeline.index import TABLE_NAME, VECTOR_COLUMN, IndexMissing, lance_path, sql_literal
-
-COLUMNS = ["collection", "token_id", "tags", "png_path", "model_run_id", VECTOR_COLUMN]
 
 
 def read_map_input(data_dir: Path, collection: str | None = None) -> MapInput:
     """The tokens of `collection` in the index under `data_dir` (every collection when None), sorted by
     key so a map's rows keep one order; `png_path` made absolute (the index may store it relative to
     the data directory, as the search page reads it). `IndexMissing` when there is no index."""
-    import lancedb  # heavy: only when reading the index
+    import lancedb  # heavy (as is the index module, which imports torch): only when reading the index
+
+    from nft_pipeline.index import TABLE_NAME, VECTOR_COLUMN, IndexMissing, lance_path, sql_literal
 
     db_path = lance_path(data_dir)
     db = lancedb.connect(db_path)
     if TABLE_NAME not in db.list_tables().tables:
         raise IndexMissing(Path(db_path))
-    query = db.open_table(TABLE_NAME).search().select(COLUMNS).limit(None)
+    query = db.open_table(TABLE_NAME).search().select(["collection", "token_id", "tags", "png_path", "model_run_id", VECTOR_COLUMN]).limit(None)
     if collection is not None:
         query = query.where(f"collection = {sql_literal(collection)}")
     rows = query.to_arrow()

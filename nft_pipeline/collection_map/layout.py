@@ -178,7 +178,7 @@ def fit_layout(vectors: np.ndarray, settings: MapSettings, space: str = "") -> L
     return LayoutModel(
         method=method,
         embeddings=vectors,
-        coords=raw * scale + offset,
+        coords=np.clip(raw * scale + offset, 0.0, 1.0),  # exactly inside despite rounding
         pca_mean=mean,
         pca_components=components,
         offset=offset,
