@@ -28,6 +28,7 @@ from aiohttp import web
 from nft_pipeline.index import IndexMissing
 from nft_pipeline.search import MAX_K, NftSearch, SearchError, SearchResults, UnknownToken
 from nft_pipeline.storage import default_data_dir
+from nft_pipeline.web.map_routes import add_map_routes
 
 IMAGES_DIR = "images"  # under the data directory: where the standardize stage writes PNGs
 PAGE = Path(__file__).parent / "static" / "index.html"
@@ -143,6 +144,7 @@ def create_app(search: NftSearch, images_root: Path) -> web.Application:
     app.router.add_get("/api/collections", api_collections)
     app.router.add_get("/api/token/{collection}/{token_id}", api_token)
     app.router.add_get("/img/{collection}/{token_id}", image)
+    add_map_routes(app, images_root.parent)  # the /map page (map_routes.py): maps live beside the images
     return app
 
 
