@@ -20,8 +20,8 @@ import pytest
 
 from nft_pipeline.collection_map.build import ALL_MAP, COLLECTION_MAP, build_map
 from nft_pipeline.collection_map.embeddings import read_map_input
-from nft_pipeline.storage import DataLayout, write_table
 from nft_pipeline.location import data_location
+from nft_pipeline.storage import DataLayout, write_table
 from tests.chromium import chromium_page
 from tests.conftest import ARTIFACTS
 from tests.test_search_web import indexed_data_dir, serving

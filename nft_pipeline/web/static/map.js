@@ -54,7 +54,8 @@
     const k = scale();
     return [(sx - state.width / 2) / k + state.view.cx, (sy - state.height / 2) / k + state.view.cy];
   }
-  function pointPx(view = state.view) { return Math.max(2, (0.85 / Math.sqrt(Math.max(state.count, 1))) * scale(view)); }
+  // Layouts clump tokens, so a token gets half the room it would have on an even grid.
+  function pointPx(view = state.view) { return Math.max(2, (0.5 / Math.sqrt(Math.max(state.count, 1))) * scale(view)); }
 
   // ------------------------------------------------------------------ data
   function buildIndex() {
@@ -402,7 +403,7 @@
     const members = membersOf(cluster.cluster);
     state.scope = cluster.cluster;
     document.querySelectorAll("#clusters li").forEach((li) => li.classList.toggle("active", li.dataset.cluster === String(cluster.cluster)));
-    highlight(members, `cluster ${cluster.label}: searches now stay inside it (Clear leaves it)`);
+    highlight(members, `${cluster.label}: searches now stay inside this cluster (Clear leaves it)`);
     if (zoom) app.focus(members);
   }
 
@@ -471,11 +472,12 @@
     if (!state.data) return;
     const [x, y] = localPoint(event);
     canvas.setPointerCapture(event.pointerId);
-    state.drag = { x, y, startX: x, startY: y, lasso: state.lassoMode || event.shiftKey, path: [[x, y]] };
+    state.drag = { x, y, startX: x, startY: y, moved: false, lasso: state.lassoMode || event.shiftKey, path: [[x, y]] };
   });
   canvas.addEventListener("pointermove", (event) => {
     if (!state.data) return;
     const [x, y] = localPoint(event), drag = state.drag;
+    if (drag) drag.moved ||= Math.hypot(x - drag.startX, y - drag.startY) > 4; // a click, or a drag
     if (drag?.lasso) { drag.path.push([x, y]); requestFrame(); return; }
     if (drag) { app.panBy(x - drag.x, y - drag.y); drag.x = x; drag.y = y; $("#tooltip").hidden = true; return; }
     const i = nearestPoint(x, y);
@@ -485,9 +487,8 @@
     const drag = state.drag; state.drag = null;
     if (!drag) return;
     const [x, y] = localPoint(event);
-    const moved = Math.hypot(x - drag.startX, y - drag.startY) > 4;
-    if (drag.lasso && drag.path.length > 2 && moved) { app.selectPolygon(drag.path); return; }
-    if (!moved) { const i = nearestPoint(x, y); if (i >= 0) openToken(i); }
+    if (drag.lasso && drag.path.length > 2 && drag.moved) { app.selectPolygon(drag.path); return; }
+    if (!drag.moved) { const i = nearestPoint(x, y); if (i >= 0) openToken(i); }
     requestFrame();
   });
   canvas.addEventListener("pointerleave", () => { if (!state.drag) { state.hover = -1; $("#tooltip").hidden = true; requestFrame(); } });
