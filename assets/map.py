@@ -1,9 +1,10 @@
 """The `collection_map` and `combined_map` assets: every indexed token on a 2-D map with named clusters.
 
-`collection_map` is per collection partition and follows the collection's `nft_index` partition;
-`combined_map` is one map of everything indexed, following any partition of it. Both extend their
-previous map when they can (new tokens placed, nobody moves) and fit a new layout when they must
-(`nft_pipeline/collection_map/build.py`). Heavy libraries (LanceDB, UMAP, scikit-learn,
+`collection_map` is per collection partition, after the collection's `nft_index` partition (the demo
+materializes it right after the index); `combined_map` is one map of everything indexed. Both are
+materialized on demand (no automation condition yet: the automation tests count on the index being
+the only asset that automates) and extend their previous map when they can (new tokens placed,
+nobody moves) and fit a new layout when they must (`nft_pipeline/collection_map/build.py`). Heavy libraries (LanceDB, UMAP, scikit-learn,
 matplotlib) are imported when a map is built, not when this module is loaded.
 """
 
@@ -64,7 +65,6 @@ def _materialize(layout: DataLayout, map_name: str, collection: str | None, tabl
     kinds={"parquet", "umap"},
     partitions_def=collection_partitions,
     deps=[nft_index],
-    automation_condition=dg.AutomationCondition.eager(),  # re-mapped when its partition is re-indexed
 )
 def collection_map(context: dg.AssetExecutionContext, config: CollectionMapConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """The collection's tokens on a 2-D map (UMAP of image embeddings), clustered and named; thumbnails in atlases."""
@@ -77,7 +77,6 @@ def collection_map(context: dg.AssetExecutionContext, config: CollectionMapConfi
     group_name="search",
     kinds={"parquet", "umap"},
     deps=[nft_index],
-    automation_condition=dg.AutomationCondition.eager(),
 )
 def combined_map(config: CollectionMapConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Every indexed token of every collection on one map (the `/map` page's "everything")."""
