@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from aiohttp import web
 
 from nft_pipeline.collection_map.atlas import ATLAS_NAME, atlas_path
 from nft_pipeline.collection_map.build import ALL_MAP, COLLECTION_MAP
 from nft_pipeline.collection_map.settings import MapSettings
-from nft_pipeline.storage import read_table
+from nft_pipeline.storage import read_table, safe_name
 
 STATIC = Path(__file__).parent / "static"
 MAP_DATA_DIR = web.AppKey("map_data_dir", Path)
@@ -46,15 +47,20 @@ def map_page_html() -> str:
     return page.replace("/*MAP_JS*/", (STATIC / "map.js").read_text())
 
 
+def map_table_path(data_dir: Path, name: str) -> Path:
+    """Where the assets write map `name` (`safe_name` keeps a request's name inside the tables directory)."""
+    tables_dir = Path(data_dir) / "tables"
+    return tables_dir / f"{COMBINED_TABLE}.parquet" if name == ALL_MAP else tables_dir / PARTITIONED_TABLE / f"{safe_name(name)}.parquet"
+
+
 def _map_tables(data_dir: Path) -> dict[str, Path]:
     """Map name -> its table file: `__all__` for the combined map, the collection slug for the others."""
-    tables_dir = Path(data_dir) / "tables"
     found = {}
-    combined = tables_dir / f"{COMBINED_TABLE}.parquet"
+    combined = map_table_path(data_dir, ALL_MAP)
     if combined.is_file():
         found[ALL_MAP] = combined
-    for path in sorted((tables_dir / PARTITIONED_TABLE).glob("*.parquet")):
-        collection = read_table(path, COLLECTION_MAP).slice(0, 1)["collection"].to_pylist()
+    for path in sorted((Path(data_dir) / "tables" / PARTITIONED_TABLE).glob("*.parquet")):
+        collection = pq.read_table(path, columns=["collection"]).slice(0, 1)["collection"].to_pylist()
         if collection:
             found[collection[0]] = path
     return found
@@ -142,8 +148,8 @@ async def api_maps(request: web.Request) -> web.Response:
 async def api_points(request: web.Request) -> web.Response:
     data_dir = request.app[MAP_DATA_DIR]
     name = request.query.get("map", ALL_MAP)
-    path = (await asyncio.to_thread(_map_tables, data_dir)).get(name)
-    if path is None:
+    path = map_table_path(data_dir, name)
+    if not path.is_file():
         raise web.HTTPNotFound(
             text=json.dumps({"error": f"no map named {name!r}: materialize the `collection_map` (or `combined_map`) asset"}),
             content_type="application/json",
