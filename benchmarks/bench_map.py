@@ -111,7 +111,7 @@ def layout_rows(data_dir: Path) -> tuple[list[dict], MapInput, pa.Table]:
     rows.append({"what": f"refit of {keep:,} punks (baseline for placing)", "seconds": refit_s, "neighbourhood@10": None})
     rows.append({"what": "placing 100 punks with UMAP's own transform (baseline; first call)", "seconds": umap_transform_s, "neighbourhood@10": None})
     rows.append({
-        "what": f"placing 100 new punks (median {np.median(error) / spread:.2f} x the median pairwise distance from their full-fit position)",
+        "what": f"placing 100 new punks (median {np.median(error) / spread:.3f} x the median pairwise distance from their full-fit position)",
         "seconds": place_s, "neighbourhood@10": None,
     })  # fmt: skip
     for named_cluster in sorted(named.values(), key=lambda c: -c.size)[:8]:

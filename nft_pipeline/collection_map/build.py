@@ -185,7 +185,7 @@ def build_map(
         placement[new_index] = "placed"
         old = np.setdiff1d(good, new_index)
         clusters[new_index] = nearest_cluster(coords[new_index], coords[old], clusters[old])
-    notes.append(f"{model.method} layout of {len(good)} tokens" + (" (too few for UMAP)" if model.method == "pca" else ""))
+    notes.append(f"{model.method} layout of {len(good)} token{'' if len(good) == 1 else 's'}" + (" (too few for UMAP)" if model.method == "pca" else ""))
     named = label_clusters(clusters[good], coords[good], [tokens.traits[i] for i in good], settings)
     if not named:
         notes.append(f"no clusters: {len(good)} tokens, clusters need at least {settings.cluster_size_for(len(good))} close together")

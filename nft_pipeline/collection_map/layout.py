@@ -23,6 +23,7 @@ neighbours is what a map needs. The model keeps the fitted tokens' embeddings an
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -151,16 +152,29 @@ def layout_version(method: LayoutMethod, vectors: np.ndarray, settings: MapSetti
 def _umap(vectors: np.ndarray, settings: MapSettings) -> np.ndarray:
     import umap  # heavy (numba): only when a layout is fitted
 
+    n_neighbors = min(settings.n_neighbors, len(vectors) - 1)
+    # Exact neighbours (one matrix product) up to `exact_knn_max_points`: they are better than
+    # NN-descent's, and skipping NN-descent skips its numba compile, which is most of the first
+    # fit's cost in a fresh process (a Dagster run): 15 -> 8 CPU s for 1,000 punks (docs/map.md).
+    precomputed = None
+    if len(vectors) <= settings.exact_knn_max_points:
+        indices, distances = cosine_neighbours(vectors, vectors, n_neighbors)
+        precomputed = (indices, np.maximum(distances, 0.0), None)
     reducer = umap.UMAP(
         n_components=2,
         metric="cosine",
-        n_neighbors=min(settings.n_neighbors, len(vectors) - 1),
+        n_neighbors=n_neighbors,
         min_dist=settings.min_dist,
         random_state=settings.seed,
         n_jobs=1,  # a seed makes UMAP single-threaded anyway; saying so silences its warning
         low_memory=True,
+        precomputed_knn=precomputed or (None, None, None),
     )
-    return reducer.fit_transform(vectors).astype(np.float64)
+    with warnings.catch_warnings():
+        # With precomputed neighbours UMAP warns that `transform` would be unavailable; placing uses
+        # `LayoutModel.transform` instead (module docstring).
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+        return reducer.fit_transform(vectors).astype(np.float64)
 
 
 def fit_layout(vectors: np.ndarray, settings: MapSettings, space: str = "") -> LayoutModel:

@@ -20,6 +20,7 @@ class MapSettings:
     n_neighbors: int = 15
     min_dist: float = 0.1
     umap_min_points: int = 50  # fewer tokens: PCA (layout.py)
+    exact_knn_max_points: int = 15_000  # UMAP's neighbours by one matrix product up to here, NN-descent beyond
     refit_placed_share: float = 0.2
     min_cluster_size: int = 0  # 0: about sqrt(N) / 2, at least 5 (`cluster_size_for`)
     label_traits: int = 2  # traits named in a cluster label
@@ -29,7 +30,7 @@ class MapSettings:
 
     def layout_key(self) -> str:
         """What a layout depends on, for its version digest (clustering and drawing knobs excluded)."""
-        return f"seed={self.seed},nn={self.n_neighbors},md={self.min_dist},umin={self.umap_min_points}"
+        return f"seed={self.seed},nn={self.n_neighbors},md={self.min_dist},umin={self.umap_min_points},exact={self.exact_knn_max_points}"
 
     def cluster_size_for(self, count: int) -> int:
         return self.min_cluster_size or max(5, round(math.sqrt(count) / 2))
