@@ -7,8 +7,9 @@ the deploy example config points at it; the pool limits are set with the CLI
 job run for one collection against the sample gateway, and the runs, materializations, dynamic
 partitions and pool limits are read back from PostgreSQL's own tables with psycopg2.
 
-Skipped only when no PostgreSQL server binaries are installed (`scripts/test-setup.sh` installs
-them); any other failure (cluster start, login, migrations) fails the test.
+Skipped only when the PostgreSQL server binaries (`scripts/test-setup.sh` installs them) or
+dagster-postgres (the `test` extra) are missing, and under CI=true not even then
+(tests/components.py); any other failure (cluster start, login, migrations) fails the test.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nft_pipeline.definitions import PARTITIONED_ASSETS, build_definitions
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from nft_pipeline.storage import DataLayout
 from resources import local_resources
+from tests.components import require_component, require_module
 from tests.test_backfill_cli import dagster_home, free_port, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,9 +77,8 @@ class PgServer:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PgServer]:
     bin_dir = pg_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; scripts/test-setup.sh installs them")
-    pytest.importorskip("dagster_postgres", reason="dagster-postgres not installed; scripts/test-setup.sh installs it")
+    require_component("PostgreSQL server binaries (initdb, pg_ctl)", bin_dir is not None, "scripts/test-setup.sh installs them")
+    require_module("dagster_postgres", "dagster-postgres", "the test extra installs it (make install)")
     root = Path(tempfile.mkdtemp(prefix="nft-pg-"))  # not under pytest's 0700 root-owned tmp: postgres must reach it
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root
