@@ -44,17 +44,18 @@ import pyarrow.compute as pc
 import torch
 from aiohttp.test_utils import TestServer
 
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
     INDEX_INPUT,
     MODELS_DIR,
     TABLE_NAME,
     VECTOR_COLUMN,
     AnnSettings,
-    EmbeddingModel,
     embedding_rows,
     embeddings_schema,
     ensure_indexes,
     index_inputs_from_examples,
+    input_digests,
     lance_path,
     replace_partition,
 )
@@ -110,6 +111,7 @@ def synthetic_rows(vectors: np.ndarray, membership: np.ndarray) -> pa.Table:
             "caption": [f"Token {i}: a thing of kind {c}." for i, c in enumerate(membership)],
             "tags": [[{"trait_type": "kind", "value": str(c), "phrase": f"kind {c}"}] for c in membership],
             "png_path": [f"synthetic/{i}.png" for i in range(count)],
+            "png_sha256": [None] * count,
         },
         schema=INDEX_INPUT,
     )
@@ -120,6 +122,7 @@ def synthetic_rows(vectors: np.ndarray, membership: np.ndarray) -> pa.Table:
             pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
             pa.array(["synthetic"] * count),
             pa.array(["-"] * count),
+            pa.array(input_digests(inputs)),
         ],
         schema=embeddings_schema(dim),
     )

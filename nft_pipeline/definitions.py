@@ -45,6 +45,10 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         schedules=[automation.daily_refresh],
         sensors=[automation.catalog_discovery, automation.automation_conditions],
         resources=resources or local_resources(),
+        # Every other run (a partition of `nft_index` requested by the automation sensor, a
+        # backfill or a materialization from the UI, training) in process too: see
+        # `automation.collection_pipeline_job` and docs/scale.md, "Cheap runs per collection".
+        executor=dg.in_process_executor,
     )
 
 
@@ -62,6 +66,7 @@ DEMO_TRAINING = {
     "split": "by_token",
     "masking_probability": 0.3,
     "num_workers": 2,
+    "learning_rate": 5e-4,  # the tiny preset learns from scratch: ten times the fine-tuning default
 }
 DEMO_LOGGING = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
