@@ -67,6 +67,7 @@ DEMO_TRAINING = {
     "masking_probability": 0.3,
     "num_workers": 2,
     "learning_rate": 5e-4,  # the tiny preset learns from scratch: ten times the fine-tuning default
+    "caption_phrasings": True,  # trained on the ways people write its traits (issue #15), not one template
 }
 DEMO_LOGGING = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

@@ -36,7 +36,7 @@ def model_and_nouns(tmp_path_factory):
     root = tmp_path_factory.mktemp("incremental")
     nouns, _ = nouns_inputs(range(40), root / "images")
     model_dir = root / "models" / "untrained" / "model"
-    build_tiny_clip(TINY, [example.caption.caption for example in nouns]).save(model_dir)
+    build_tiny_clip(TINY).save(model_dir)
     return EmbeddingModel.load(model_dir), nouns
 
 

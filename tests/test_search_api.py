@@ -41,7 +41,7 @@ def data_dir(tmp_path_factory) -> Path:
     punks, _ = punks_inputs(range(200), root / IMAGES_DIR)
     nouns, _ = nouns_inputs(range(40), root / IMAGES_DIR)
     model_dir = root / "models" / "untrained" / "model"
-    build_tiny_clip(TINY, [example.caption.caption for example in punks + nouns]).save(model_dir)
+    build_tiny_clip(TINY).save(model_dir)
     index_examples(root, EmbeddingModel.load(model_dir), {"cryptopunks": punks, "nouns": nouns})
     return root
 
@@ -161,7 +161,7 @@ def test_identical_pictures_collapse_into_one_hit_with_a_count(tmp_path):
     punks, _ = punks_inputs(range(6), tmp_path / IMAGES_DIR)
     copies = [TrainingExample("cryptopunks", f"{punks[0].token_id}-copy-{n}", punks[0].image_path, punks[0].caption) for n in range(3)]
     model_dir = tmp_path / "models" / "untrained" / "model"
-    build_tiny_clip(TINY, [example.caption.caption for example in punks]).save(model_dir)
+    build_tiny_clip(TINY).save(model_dir)
     index_examples(tmp_path, EmbeddingModel.load(model_dir), {"cryptopunks": punks + copies})
 
     async def scenario() -> None:

@@ -245,7 +245,7 @@ def described_dir(tmp_path_factory) -> Path:
     copies = [TrainingExample("cryptopunks", f"0-copy-{n}", punks[0].image_path, punks[0].caption) for n in (1, 2)]
     nouns, lookup = nouns_inputs(range(24), root / IMAGES_DIR)
     model_dir = root / "models" / "untrained" / "model"
-    build_tiny_clip(TINY, [example.caption.caption for example in punks + nouns]).save(model_dir)
+    build_tiny_clip(TINY).save(model_dir)
     index_examples(root, EmbeddingModel.load(model_dir), {"cryptopunks": punks + copies, "nouns": nouns})
     layout = DataLayout(root)
     write_table(component_rows("nouns", lookup["nouns"]), layout.partition_path("components", "nouns"), schemas.COMPONENTS)

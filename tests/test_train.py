@@ -363,3 +363,22 @@ def test_configs_recorded_before_a_field_was_retired_still_load():
     assert TrainConfig.from_dict(json.loads(json.dumps(recorded))) == TINY
     with pytest.raises(ValueError, match="unknown config fields"):
         TrainConfig.from_dict({**TINY.to_dict(), "tiny_vocab": 1})
+
+
+def test_caption_phrasings_vary_the_training_text_per_epoch_and_evaluation_keeps_the_canonical(nouns):
+    examples, components = nouns
+    preprocessing = ImagePreprocessing(32, 32, (0.5,) * 3, (0.5,) * 3)
+    images = StreamingImages(image_sources(examples[:8]), components, preprocessing, (255,) * 3)
+    canonical = {index: example.caption.caption for index, example in enumerate(examples[:8])}
+    config = replace(TINY, batch_size=8, num_workers=0, masking_probability=0.0)
+
+    def texts(phrasings: bool, epoch: int) -> dict[int, str]:
+        loader = training_loader(examples[:8], images, PairCollator(clip_tokenizer(), 77, preprocessing), replace(config, caption_phrasings=phrasings), 1, 0)
+        loader.sampler.set_epoch(epoch)
+        dataset = loader.dataset
+        return {index: dataset[(epoch, index)].text for index in range(8)}
+
+    assert texts(False, 0) == canonical == texts(False, 1)
+    phrased = [texts(True, epoch) for epoch in range(3)]
+    assert phrased[0] == texts(True, 0)  # reproducible per (token, epoch)
+    assert all(p != canonical for p in phrased) and phrased[0] != phrased[1]

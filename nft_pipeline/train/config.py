@@ -75,6 +75,9 @@ class TrainConfig:
     masking_mode: MaskingMode = "one"
     masking_probability: float = 0.5
     masking_fill: MaskingFill = "background"
+    # Captions as people write them: each epoch a token is paired with one phrasing of its tags
+    # drawn per (token, epoch) (nft_pipeline/phrasings.py), not always the canonical sentence.
+    caption_phrasings: bool = False
 
     # NFT1000's options. Component pairs: a trait's component on the background with its tag's
     # words, as this share of the training pairs (0: none; see component_pairs.py).

@@ -290,7 +290,7 @@ def training_loader(
 
     `pin_memory`: batches in page-locked memory, so copies to a GPU can be non-blocking.
     """
-    dataset = PairDataset(examples, store, MaskingSettings.from_config(config), config.seed)
+    dataset = PairDataset(examples, store, MaskingSettings.from_config(config), config.seed, phrasings=config.caption_phrasings)
     sampler = EpochSampler(dataset, num_replicas, rank, shuffle=True, seed=config.seed)
     return _loader(
         dataset, collator, sampler, config.batch_size, drop_last=True, persistent=True, config=config, pin_memory=pin_memory
