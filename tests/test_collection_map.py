@@ -55,7 +55,7 @@ def indexed_punks(root: Path, count: int) -> Path:
     with one_torch_thread():
         punks, _ = punks_inputs(range(count), root / "images")
         model_dir = root / "models" / "untrained" / "model"
-        build_tiny_clip(TINY, [example.caption.caption for example in punks]).save(model_dir)
+        build_tiny_clip(TINY).save(model_dir)
         index_examples(root, EmbeddingModel.load(model_dir), {"cryptopunks": punks})
     return root
 
