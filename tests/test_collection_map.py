@@ -22,7 +22,7 @@ from nft_pipeline.collection_map.build import COLLECTION_MAP, MapBuild, MapInput
 from nft_pipeline.collection_map.embeddings import read_map_input
 from nft_pipeline.collection_map.layout import cosine_neighbours
 from nft_pipeline.collection_map.settings import MapSettings
-from nft_pipeline.index import EmbeddingModel
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.storage import read_table
 from nft_pipeline.train.model import build_tiny_clip
 from nft_pipeline.train.sample_data import punks_inputs
