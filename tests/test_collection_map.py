@@ -137,13 +137,16 @@ def test_a_refresh_places_new_tokens_without_moving_anyone(punk_map, tmp_path):
         assert second.table[column].to_pylist()[:FITTED] == first.table[column].to_pylist()[:FITTED], column
     assert second.table["placement"].to_pylist() == ["fitted"] * FITTED + ["placed"] * (PUNKS - FITTED)
 
-    # A new token lands near its nearest neighbour in embedding space: nearer than 90% of the map is.
+    # New tokens land near their nearest neighbour in embedding space: nearer than 90% of the map is
+    # (for 90% of them: a token between two groups is placed between them, by the mean of its 15).
     xy = np.column_stack([second.table["x"].to_numpy(), second.table["y"].to_numpy()])
     vectors = punk_map.tokens.vectors
     nearest, _ = cosine_neighbours(vectors[FITTED:], vectors[:FITTED], 1)
+    near = []
     for new, neighbour in zip(range(FITTED, PUNKS), nearest[:, 0], strict=True):
         distances = np.linalg.norm(xy[:FITTED] - xy[new], axis=1)
-        assert distances[neighbour] <= np.quantile(distances, 0.1), (new, neighbour)
+        near.append(distances[neighbour] <= np.quantile(distances, 0.1))
+    assert sum(near) >= 0.9 * len(near), near
     assert all(atlas_path(punk_map.data_dir, a).exists() for a in second.table["atlas"].to_pylist())
 
     # Past the placed share the layout is fitted again, under a new version.
