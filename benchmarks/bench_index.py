@@ -43,6 +43,7 @@ import tempfile
 import time
 import tracemalloc
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,6 +67,7 @@ from nft_pipeline.index import (
     ensure_indexes,
     index_inputs_from_examples,
     lance_path,
+    partition_row_count,
     replace_partition,
 )
 from nft_pipeline.search import HitDetails, NftSearch, nearest_hits
@@ -253,6 +255,7 @@ def ann_table(
     keys: list[str],
     chosen: AnnSettings,
     peers: bool = False,
+    kinds: Sequence[str] = tuple(PROBES),
 ) -> None:
     """Exact search, then each kind of vector index built at a few partition counts and probed with a
     few (nprobes, refine_factor); with `peers`, faiss indexes on the same vectors, then the cost of
@@ -280,7 +283,8 @@ def ann_table(
     p50, p99 = p50_p99(flat_times)
     recall = recall_at_k(flat_ids, exact[:exact_count])
     print(f"| exact (no index) | - | - | - | - | - | {p50:.1f} | {p99:.1f} | {recall:.3f} |", flush=True)
-    for kind, probes in PROBES.items():
+    for kind in kinds:
+        probes = PROBES[kind]
         for scale in PARTITION_SCALES[kind]:
             partitions = max(1, round(scale * chosen.num_partitions(rows)))
             build = PartitionCount(**vars(chosen), partitions=partitions)
@@ -343,10 +347,10 @@ def faiss_peers(
     ivf_sq8 = lambda: faiss.IndexIVFScalarQuantizer(  # noqa: E731
         quantizer, dim, partitions, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
     )
-    peers = (
-        (f"faiss HNSW (M={FAISS_HNSW_M})", "-", hnsw, "efSearch", FAISS_HNSW_EF_SEARCH),
+    peers = (  # HNSW last: at a million rows its build takes longest
         ("faiss IVF-Flat", partitions, ivf_flat, "nprobe", FAISS_IVF_NPROBE),
         ("faiss IVF-SQ8 (quantizer of IVF-Flat)", partitions, ivf_sq8, "nprobe", FAISS_IVF_NPROBE),
+        (f"faiss HNSW (M={FAISS_HNSW_M})", "-", hnsw, "efSearch", FAISS_HNSW_EF_SEARCH),
     )
     for name, shown_partitions, make, knob, values in peers:
         gc.collect()
@@ -386,11 +390,19 @@ def faiss_probe(index: faiss.Index, queries: np.ndarray, keys: list[str]) -> tup
     return times, found
 
 
-def synthetic(work: Path, rows: int, rng: np.random.Generator, settings: AnnSettings, peers: bool) -> None:
+def written(db_path: Path, collection: str, rows: int) -> bool:
+    """Whether an earlier run with the same seed wrote this partition in full (same draws, same rows)."""
+    return partition_row_count(db_path, collection) == rows
+
+
+def synthetic(
+    work: Path, rows: int, rng: np.random.Generator, settings: AnnSettings, peers: bool, kinds: Sequence[str]
+) -> None:
     """`rows` clustered vectors written in partitions of CHUNK_ROWS (one if that is all), then `ann_table`."""
     clusters = Clusters.random(1_000, 512, rng)
     db_path = work / "synthetic"
-    shutil.rmtree(db_path, ignore_errors=True)
+    if rows <= CHUNK_ROWS:
+        shutil.rmtree(db_path, ignore_errors=True)
     vectors = np.empty((rows, 512), np.float32)
     keys: list[str] = []
     started = time.perf_counter()
@@ -398,11 +410,12 @@ def synthetic(work: Path, rows: int, rng: np.random.Generator, settings: AnnSett
         count = min(CHUNK_ROWS, rows - start)
         collection = "synthetic" if rows <= CHUNK_ROWS else f"synthetic-{start // CHUNK_ROWS}"
         vectors[start : start + count], membership = clusters.draw(count, rng)
-        replace_partition(db_path, collection, synthetic_rows(vectors[start : start + count], membership, collection, start))
+        if rows <= CHUNK_ROWS or not written(db_path, collection, count):  # a --work-dir run resumes
+            replace_partition(db_path, collection, synthetic_rows(vectors[start : start + count], membership, collection, start))
         keys += [f"{collection}/{start + i}" for i in range(count)]
     print(f"\n{rows:,} synthetic vectors drawn and written in {time.perf_counter() - started:.0f} s", flush=True)
     title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
-    ann_table(title, db_path, vectors, clusters.draw(QUERIES, rng)[0], keys, settings, peers)
+    ann_table(title, db_path, vectors, clusters.draw(QUERIES, rng)[0], keys, settings, peers, kinds)
 
 
 def trained_model(work: Path, punks: int, nouns: int, epochs: int) -> tuple[Path, list[TrainingExample]]:
@@ -492,6 +505,7 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="only the synthetic tables (no model trained)")
     parser.add_argument("--skip-flat", action="store_true", help="leave out the exact search table by size")
     parser.add_argument("--skip-faiss", action="store_true", help="leave out the faiss peers and the HitDetails cost")
+    parser.add_argument("--kinds", nargs="+", default=list(PROBES), choices=list(PROBES), help="LanceDB index kinds")
     parser.add_argument("--punks", type=int, default=10_000)
     parser.add_argument("--nouns", type=int, default=1_000)
     parser.add_argument("--epochs", type=int, default=6, help="training epochs of the demo model")
@@ -507,7 +521,7 @@ def main() -> None:
         if not arguments.skip_synthetic:
             if not arguments.skip_flat:
                 flat_threshold(work, rng)
-            synthetic(work, arguments.synthetic_rows, rng, settings, not arguments.skip_faiss)
+            synthetic(work, arguments.synthetic_rows, rng, settings, not arguments.skip_faiss, arguments.kinds)
         if arguments.skip_real:
             return
         model_dir, examples = trained_model(work, arguments.punks, arguments.nouns, arguments.epochs)
