@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from dagster import DagsterEventType
 
 from tests.postgres_cluster import DAGSTER_DB, PgServer, pg_bin_dir, throwaway_postgres
 from tests.test_backfill_cli import dagster_home, free_port, run_cli, stop, wait_for_port
@@ -37,7 +38,9 @@ from tests.test_ui import Ui, wait_for_workspace
 REPO = Path(__file__).resolve().parent.parent
 POOL_LIMITS = {"download": 2, "training": 1, "search_index": 1}
 ACTIVE_STATUSES = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
-# Process types by a fragment of their command line, first match wins.
+# Process types by a fragment of their command line, first match wins. Runs and the steps of the
+# multiprocess executor start as `multiprocessing` children: a run worker is such a child of a code
+# server, a step worker one further down.
 PROCESS_TYPES = (
     ("api execute_step", "step worker"),
     ("api execute_run", "run worker"),
@@ -45,7 +48,13 @@ PROCESS_TYPES = (
     ("dagster._daemon", "daemon"),
     ("dagster_webserver", "webserver"),
     ("nft_pipeline.cli gateway", "gateway"),
+    ("chrom", "chromium"),
 )
+MULTIPROCESSING_CHILDREN = ("spawn_main", "forkserver")
+RUN_EVENTS = (
+    "RUN_ENQUEUED", "RUN_STARTING", "RUN_START", "RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED",
+    "STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "ASSET_MATERIALIZATION",
+)  # fmt: skip
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -58,10 +67,12 @@ mutation Launch($params: ExecutionParams!) {
 }"""
 
 
-def process_type(command_line: str) -> str | None:
+def process_type(command_line: str, parent_type: str) -> str | None:
     for fragment, name in PROCESS_TYPES:
         if fragment in command_line:
             return name
+    if any(fragment in command_line for fragment in MULTIPROCESSING_CHILDREN):
+        return "run worker" if parent_type == "code server" else "step worker"
     return None
 
 
@@ -97,19 +108,32 @@ class ProcessSampler:
                     parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 except (OSError, IndexError, ValueError):
                     continue
-        for pid in parents:
-            ancestor, depth = pid, 0
-            while ancestor not in self.roots and ancestor in parents and depth < 20:
-                ancestor, depth = parents[ancestor], depth + 1
-            if ancestor not in self.roots:
-                continue
+        kinds: dict[int, str | None] = {}  # None: not a descendant of a root
+
+        def kind_of(pid: int, depth: int = 0) -> str | None:
+            if pid in kinds:
+                return kinds[pid]
+            kinds[pid] = None
+            parent = parents.get(pid)
+            if parent is None or depth > 30:
+                return None
+            parent_kind = "root" if parent in self.roots else kind_of(parent, depth + 1)
+            if parent_kind is None:
+                return None
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                return None
+            kinds[pid] = process_type(command, parent_kind) or "other"
+            return kinds[pid]
+
+        for pid in parents:
+            kind = kind_of(pid)
+            if kind is None or kind == "other":
+                continue
+            try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
-                continue
-            kind = process_type(command)
-            if kind is None:
                 continue
             for line in status.splitlines():
                 if line.startswith("VmHWM:"):
@@ -222,29 +246,29 @@ class DaemonStack:
         timings = {run_id: RunTiming(run_id, status, partition) for run_id, status, partition in runs}
         if not timings:
             return []
+        event = {name: DagsterEventType[name].value for name in RUN_EVENTS}  # stored names (RUN_START is PIPELINE_START)
         events = self.sql(
             "SELECT run_id, dagster_event_type, step_key, extract(epoch FROM timestamp), asset_key FROM event_logs"
-            " WHERE run_id = ANY(%s) AND dagster_event_type IN ('RUN_ENQUEUED', 'RUN_STARTING', 'RUN_START',"
-            " 'RUN_SUCCESS', 'RUN_FAILURE', 'RUN_CANCELED', 'STEP_START', 'STEP_SUCCESS', 'STEP_FAILURE',"
-            " 'ASSET_MATERIALIZATION') ORDER BY id",
-            (list(timings),),
+            " WHERE run_id = ANY(%s) AND dagster_event_type = ANY(%s) ORDER BY id",
+            (list(timings), list(event.values())),
         )
+        ended = {event[name] for name in ("RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED")}
         step_started: dict[tuple[str, str], float] = {}
         for run_id, kind, step, at, asset in events:
             timing, at = timings[run_id], float(at)
-            if kind == "RUN_ENQUEUED":
+            if kind == event["RUN_ENQUEUED"]:
                 timing.enqueued = at
-            elif kind == "RUN_STARTING":
+            elif kind == event["RUN_STARTING"]:
                 timing.starting = at
-            elif kind == "RUN_START":
+            elif kind == event["RUN_START"]:
                 timing.started = at
-            elif kind in ("RUN_SUCCESS", "RUN_FAILURE", "RUN_CANCELED"):
+            elif kind in ended:
                 timing.ended = at
-            elif kind == "STEP_START":
+            elif kind == event["STEP_START"]:
                 step_started[(run_id, step)] = at
-            elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and (run_id, step) in step_started:
+            elif kind in (event["STEP_SUCCESS"], event["STEP_FAILURE"]) and (run_id, step) in step_started:
                 timing.step_seconds += at - step_started.pop((run_id, step))
-            elif kind == "ASSET_MATERIALIZATION" and asset:
+            elif kind == event["ASSET_MATERIALIZATION"] and asset:
                 timing.assets.add(json.loads(asset)[0])
         return list(timings.values())
 

@@ -45,14 +45,16 @@ def test_twenty_generated_collections_through_the_daemon(tmp_path):
         assert sorted(run.partition for run in refresh.runs if "tokens" in run.assets) == sorted(collections)
         grown = refresh.notes["grown"]
         assert sum(grown.values()) == refresh.notes["new_tokens"] >= 1
-        new_files = set()
+        new_files, new_images = set(), set()
         for slug, extra in grown.items():
             collection = collections[slug]
             for token in range(collection.default_supply, collection.default_supply + extra):
-                new_files.add(collection.token_uri(token).removeprefix("ipfs://"))
-                new_files.add(collection.image_uri(token).removeprefix("ipfs://"))
+                image = collection.image_uri(token)
+                new_files |= {collection.token_uri(token).removeprefix("ipfs://"), image.removeprefix("ipfs://")}
+                if image.startswith("ipfs://") and collection.fault_of(token) is None:
+                    new_images.add(image.removeprefix("ipfs://"))
         fetched = set(refresh.notes["ipfs_fetched"])
-        assert fetched and fetched <= new_files  # only the new tokens' metadata and images
+        assert new_images <= fetched <= new_files  # every new image, and only the new tokens' files
 
         layout = DataLayout(tmp_path / "data")
         ok_images = layout.query("SELECT count(*) FROM {standardized_images} WHERE status = 'ok'").column(0)[0].as_py()
