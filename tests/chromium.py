@@ -3,7 +3,7 @@ browser tests (the search page, the Dagster UI).
 
 A few DevTools commands are all those tests need, so there is no Playwright or Selenium to install
 and pin: Chromium comes from Debian (`apt-get install chromium`, scripts/test-setup.sh), and
-without it a browser test is skipped and says so.
+without it a browser test is skipped and says so (fails, under CI=true: tests/components.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+
+from tests.components import missing_component
 
 FLAGS = (
     "--headless",
@@ -108,12 +109,18 @@ class DevTools:
         return png
 
 
-@asynccontextmanager
-async def chromium_page(profile: Path) -> AsyncIterator[DevTools]:
-    """A blank tab of a headless Chromium with its own profile directory; skips the test without Chromium."""
+def chromium_binary() -> str:
+    """The Chromium on PATH; without one the test skips (fails under CI=true), naming it."""
     binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     if binary is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); the browser test needs it")
+        missing_component("Chromium", "the browser tests need it (Debian: apt-get install chromium)")
+    return binary
+
+
+@asynccontextmanager
+async def chromium_page(profile: Path) -> AsyncIterator[DevTools]:
+    """A blank tab of a headless Chromium with its own profile directory; needs `chromium_binary`."""
+    binary = chromium_binary()
     process = await asyncio.create_subprocess_exec(
         binary,
         *FLAGS,

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real sample gateway on 127.0.0.1 and a temporary Dagster instance."""
+"""Shared fixtures: a real sample gateway on 127.0.0.1 and a temporary Dagster instance; under
+CI=true no test may skip (tests/components.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from resources import local_resources
+
+pytest_plugins = ["tests.components"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

@@ -25,6 +25,7 @@ from nft_pipeline.captions import (
 from nft_pipeline.samples.mixedmedia import MixedMedia
 from nft_pipeline.samples.nouns import Nouns
 from nft_pipeline.samples.punks import CryptoPunks
+from tests.components import require_component
 
 PUNKS = template_for("cryptopunks")
 
@@ -212,8 +213,9 @@ def test_the_estimate_counts_clip_pieces_conservatively() -> None:
 
 
 def test_exact_counts_match_the_estimate_bound_when_clip_bpe_is_available() -> None:
-    if token_counter() != "clip-bpe":
-        pytest.skip("CLIP's BPE vocabulary is not on this machine (set NFT_PIPELINE_CLIP_BPE)")
+    require_component(
+        "CLIP's BPE vocabulary", token_counter() == "clip-bpe", "bundled in nft_pipeline/data/; or set NFT_PIPELINE_CLIP_BPE"
+    )
     assert count_text_tokens("a photo of a cat") == 7
     for token_id in range(200):
         text = punk_caption(token_id).caption

@@ -7,8 +7,9 @@ the deploy example config points at it; the pool limits are set with the CLI
 job run for one collection against the sample gateway, and the runs, materializations, dynamic
 partitions and pool limits are read back from PostgreSQL's own tables with psycopg2.
 
-Skipped only when no PostgreSQL server binaries are installed (`scripts/test-setup.sh` installs
-them); any other failure (cluster start, login, migrations) fails the test.
+Skipped only when the PostgreSQL server binaries (`scripts/test-setup.sh` installs them) or
+dagster-postgres (the `test` extra) are missing, and under CI=true not even then
+(tests/components.py); any other failure (cluster start, login, migrations) fails the test.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from nft_pipeline.definitions import PARTITIONED_ASSETS, build_definitions
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from nft_pipeline.storage import DataLayout
 from resources import local_resources
+from tests.components import require_component, require_module
 from tests.postgres_cluster import PgServer, pg_bin_dir, throwaway_postgres
 from tests.test_backfill_cli import dagster_home, run_cli
 
@@ -40,9 +42,8 @@ POOL_LIMITS = {"download": 2, "training": 1}
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PgServer]:
     bin_dir = pg_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; scripts/test-setup.sh installs them")
-    pytest.importorskip("dagster_postgres", reason="dagster-postgres not installed; scripts/test-setup.sh installs it")
+    require_component("PostgreSQL server binaries (initdb, pg_ctl)", bin_dir is not None, "scripts/test-setup.sh installs them")
+    require_module("dagster_postgres", "dagster-postgres", "the test extra installs it (make install)")
     with throwaway_postgres(bin_dir) as server:
         yield server
 

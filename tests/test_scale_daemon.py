@@ -14,6 +14,7 @@ import pytest
 from nft_pipeline.index import TABLE_NAME, lance_path
 from nft_pipeline.samples.nft1000_mini import generated_collections
 from nft_pipeline.storage import DataLayout
+from tests.components import require_component, require_module
 from tests.daemon_stack import PARTITIONED_STEPS, daemon_stack, run_stages
 from tests.postgres_cluster import pg_bin_dir
 
@@ -23,9 +24,8 @@ COLLECTIONS = 20
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_twenty_generated_collections_through_the_daemon(tmp_path):
-    if pg_bin_dir() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; scripts/test-setup.sh installs them")
-    pytest.importorskip("dagster_postgres", reason="dagster-postgres not installed; scripts/test-setup.sh installs it")
+    require_component("PostgreSQL server binaries (initdb, pg_ctl)", pg_bin_dir() is not None, "scripts/test-setup.sh installs them")
+    require_module("dagster_postgres", "dagster-postgres", "the test extra installs it (make install)")
     collections = generated_collections(COLLECTIONS)
     with daemon_stack(tmp_path, COLLECTIONS, max_concurrent_runs=4) as stack:
         stages = run_stages(stack, COLLECTIONS, epochs=1, max_examples=200, refresh_share=0.01, timeout=3000)
