@@ -45,16 +45,20 @@ PARTITIONS_VIEWPORT = (1600, 1000)
 
 
 def stage_table(stages: list[Stage]) -> None:
-    print("| stage | wall s | runs (failed) | median run s | median overhead s | mean overhead s | event-log rows | database MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| stage | wall s | runs (failed) | median queued s | median run s | median overhead s | mean overhead s "
+        "| event-log rows | database MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for stage in stages:
         runs = [run for run in stage.runs if run.ended]
+        median_queued = statistics.median(run.queued for run in runs) if runs else 0.0
         median_run = statistics.median(run.wall for run in runs) if runs else 0.0
         overheads = [run.overhead for run in runs]
         median_overhead = statistics.median(overheads) if runs else 0.0
         mean_overhead = statistics.fmean(overheads) if runs else 0.0
         print(
-            f"| {stage.name} | {stage.seconds:.0f} | {len(stage.runs)} ({len(stage.failed)}) | {median_run:.1f} | "
+            f"| {stage.name} | {stage.seconds:.0f} | {len(stage.runs)} ({len(stage.failed)}) | {median_queued:.1f} | {median_run:.1f} | "
             f"{median_overhead:.1f} | {mean_overhead:.1f} | {stage.event_rows:,} | {stage.database_mb:.0f} |"
         )
 

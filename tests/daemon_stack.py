@@ -161,6 +161,11 @@ class RunTiming:
         return self.ended - (self.starting or self.started)
 
     @property
+    def queued(self) -> float:
+        """From entering the run queue to the daemon starting the run (waits on run and tag limits)."""
+        return (self.starting or self.started) - self.enqueued if self.enqueued else 0.0
+
+    @property
     def overhead(self) -> float:
         """Everything of `wall` that is not inside a step: process start, imports, resources, events."""
         return self.wall - self.step_seconds
@@ -181,9 +186,12 @@ class DaemonStack:
     # -- the run queue, through GraphQL --
 
     def launch(
-        self, job: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+        self,
+        job: str,
+        run_config: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
         assets: Sequence[str] = (),
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Queue a run of `job` (`__ASSET_JOB` with `assets` for an asset selection); returns its id."""
         if not self.location:
             nodes = self.ui.graphql("{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }")
