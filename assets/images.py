@@ -19,7 +19,11 @@ from nft_pipeline.standardize import contact_sheet as image_contact_sheet
 from nft_pipeline.standardize.pool import collection_dir
 from nft_pipeline.standardize.stage import standardize_collection
 from nft_pipeline.storage import read_table, write_table
+from nft_pipeline.versions import fingerprint, stored_fingerprint, table_fingerprint, with_fingerprint
 from resources import DataDirResource
+
+# Bumped when a change of code changes the table an asset writes (nft_pipeline/versions.py).
+COMPONENTS_CODE_VERSION = "1"
 
 EXPECTED_WIDTH = check_spec("standardized_images", "expected_width", "Every ok image is exactly the configured width.")
 COMPONENT_COVERAGE = check_spec(
@@ -35,7 +39,7 @@ class StandardizeConfig(dg.Config):
     max_frames: int = StandardizeSettings.max_frames
     timeout_s: float = StandardizeSettings.timeout_s
     seed: int = 0
-    workers: int | None = None  # default: every core
+    workers: int | None = None  # default: every usable core (affinity and cgroup quota, `nft_pipeline.cpus`)
 
     def settings(self) -> StandardizeSettings:
         return StandardizeSettings(
@@ -70,6 +74,8 @@ def standardized_images(
     source_bytes = sum(r["bytes"] for r in raw.to_pylist() if r["status"] == "ok" and r["role"] == "image")
     png_bytes = total_bytes(collection_dir(layout.images_dir, slug))
     return dg.MaterializeResult(
+        # Per token, unchanged sources are reused (`reused`); the version is the rows' content.
+        data_version=dg.DataVersion(table_fingerprint(table)),
         metadata=table_metadata(
             table,
             path,
@@ -102,25 +108,34 @@ class ComponentsConfig(dg.Config):
     partitions_def=collection_partitions,
     deps=[standardized_images, captions],
     check_specs=[COMPONENT_COVERAGE],
+    code_version=COMPONENTS_CODE_VERSION,
 )
 def components(context: dg.AssetExecutionContext, config: ComponentsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
-    """Each trait's pixels (mask + RGBA) separated from the images that share it, or why not."""
+    """Each trait's pixels (mask + RGBA) separated from the images that share it, or why not.
+
+    Recomputed only when the images, the traits or the settings changed (their fingerprint is the
+    data version); otherwise the table written last time is current and the step returns at once.
+    """
     layout = data_dir.layout()
     slug = context.partition_key
-    separation = ComponentConfig(
-        method=config.method, images_per_round=config.images_per_round, rounds=config.rounds, seed=config.seed
+    images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
+    texts = read_table(layout.partition_path("captions", slug), schemas.CAPTIONS)
+    version = fingerprint(
+        COMPONENTS_CODE_VERSION, config.model_dump(), table_fingerprint(images), table_fingerprint(texts, ["token_id", "tags"])
     )
-    table = collection_components(
-        slug,
-        read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES),
-        read_table(layout.partition_path("captions", slug), schemas.CAPTIONS),
-        separation,
-        layout.file,
-    )
-    path = write_table(table, layout.partition_path("components", slug), schemas.COMPONENTS)
+    path = layout.partition_path("components", slug)
+    if stored_fingerprint(path) == version:
+        table, masks_computed = read_table(path, schemas.COMPONENTS), 0
+    else:
+        separation = ComponentConfig(
+            method=config.method, images_per_round=config.images_per_round, rounds=config.rounds, seed=config.seed
+        )
+        table = collection_components(slug, images, texts, separation, layout.file)
+        write_table(with_fingerprint(table, version), path, schemas.COMPONENTS)
+        masks_computed = table.num_rows
     statuses = Counter(table.column("status").to_pylist())
     ok_rows = [r for r in table.to_pylist() if r["status"] == "ok"]
-    metadata = table_metadata(table, path, status_counts=dg.MetadataValue.json(dict(statuses)))
+    metadata = table_metadata(table, path, status_counts=dg.MetadataValue.json(dict(statuses)), masks_computed=masks_computed)
     metadata["preview"] = dg.MetadataValue.md(
         "\n".join(f"- {r['trait_type']}: {r['value']} ({r['n_tokens']} tokens, coverage {r['coverage']:.3f})" for r in ok_rows[:10])
     )
@@ -128,5 +143,6 @@ def components(context: dg.AssetExecutionContext, config: ComponentsConfig, data
         metadata["largest_components"] = image_markdown(contact_sheet(ok_rows), f"{slug} components")
     return dg.MaterializeResult(
         metadata=metadata,
+        data_version=dg.DataVersion(version),
         check_results=[check_result(COMPONENT_COVERAGE, values_within(table, "coverage", 1e-6, 0.9))],
     )

@@ -16,21 +16,10 @@ from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from assets.text import captions
 from nft_pipeline import schemas
-from nft_pipeline.index import (
-    TABLE_NAME,
-    VECTOR_COLUMN,
-    EmbeddingModel,
-    embedding_rows,
-    ensure_indexes,
-    index_inputs,
-    lance_path,
-    partition_row_count,
-    replace_partition,
-)
 from nft_pipeline.quality import row_counts_match
 from nft_pipeline.reporting import markdown_preview
 from nft_pipeline.storage import read_table
-from nft_pipeline.train.tables import trained_run
+from nft_pipeline.versions import fingerprint, table_fingerprint
 from resources import DataDirResource
 
 INDEX_ROWS_EQUAL_IMAGES = check_spec(
@@ -38,6 +27,16 @@ INDEX_ROWS_EQUAL_IMAGES = check_spec(
     "index_rows_equal_images",
     "The collection's rows in the LanceDB table equal its standardized images with status ok "
     "(a shortfall is a token search cannot find).",
+)
+
+
+# Eager, with "a dependency updated" narrowed to "a dependency has a new data version": the daily
+# refresh materializes every collection's inputs, and most of them with unchanged data versions.
+INDEX_AUTOMATION = dg.AutomationCondition.eager().replace(
+    "any_deps_updated",
+    dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
+    ).with_label("any_deps_changed"),
 )
 
 
@@ -61,11 +60,31 @@ class NftIndexConfig(dg.Config):
     # are not comparable), and a new collection's partition once it has inputs. Never while an input
     # is missing (no model yet: the run would fail) or in progress (the refresh run or the training
     # still writing), so a refresh run or a training run triggers one re-index when it finishes.
-    automation_condition=dg.AutomationCondition.eager(),
+    # "Updated" means a new data version (see INDEX_AUTOMATION), so a refresh that changed nothing
+    # requests no index run.
+    automation_condition=INDEX_AUTOMATION,
     pool="search_index",  # one index writer at a time: index builds commit like writes (see ensure_indexes)
 )
 def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
-    """Replaces the collection's rows of `nft_embeddings` with its images embedded by the trained model, then indexes."""
+    """Brings the collection's rows of `nft_embeddings` up to date with its images and captions, then indexes.
+
+    Only rows that are new, or whose image, caption or model changed, are embedded; rows of tokens
+    that are gone are deleted; the rest keep their vectors (`nft_pipeline.index`, `partition_changes`).
+    """
+    # torch, transformers and lancedb load here, in the step that embeds, not with the code location.
+    from nft_pipeline.embedding import EmbeddingModel
+    from nft_pipeline.index import (
+        TABLE_NAME,
+        VECTOR_COLUMN,
+        embedding_rows,
+        ensure_indexes,
+        index_inputs,
+        lance_path,
+        partition_changes,
+        update_partition,
+    )
+    from nft_pipeline.train.tables import trained_run
+
     layout = data_dir.layout()
     slug = context.partition_key
     model_dir = trained_run(layout, config.run_id)["model_dir"]
@@ -75,19 +94,22 @@ def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_di
         raise dg.Failure(f"cannot load the model at {model_dir} ({error}): materialize `clip_model` again") from error
     images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
     inputs = index_inputs(images, read_table(layout.partition_path("captions", slug), schemas.CAPTIONS))
-    rows = embedding_rows(model, inputs, config.batch_size, config.decode_threads)
     db_path = lance_path(layout.root)
-    write = replace_partition(db_path, slug, rows)
+    changes = partition_changes(db_path, slug, inputs, model.run_id)
+    rows = embedding_rows(model, changes.to_embed, config.batch_size, config.decode_threads)
+    write = update_partition(db_path, slug, rows, changes.gone)
     state = ensure_indexes(db_path)  # the ANN index only once exact search would be too slow
     ok_images = pc.sum(pc.equal(images["status"], "ok")).as_py() or 0
     if not ok_images:
         context.log.warning(f"{slug}: no standardized image with status ok ({images.num_rows} rows): nothing to index")
     metadata = table_metadata(
-        rows,
+        inputs,
         db_path / f"{TABLE_NAME}.lance",
         model_run_id=model.run_id,
         model_dir=dg.MetadataValue.path(str(model.model_dir)),
         ok_images=ok_images,
+        embedded=rows.num_rows,
+        unchanged=changes.unchanged,
         inserted=write.inserted,
         updated=write.updated,
         deleted=write.deleted,
@@ -99,5 +121,6 @@ def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_di
     metadata["preview"] = dg.MetadataValue.md(markdown_preview(rows, skip=(VECTOR_COLUMN, "tags", "model_dir")))
     return dg.MaterializeResult(
         metadata=metadata,
-        check_results=[check_result(INDEX_ROWS_EQUAL_IMAGES, row_counts_match(partition_row_count(db_path, slug), ok_images))],
+        data_version=dg.DataVersion(fingerprint(model.run_id, table_fingerprint(inputs))),
+        check_results=[check_result(INDEX_ROWS_EQUAL_IMAGES, row_counts_match(write.rows, ok_images))],
     )

@@ -13,6 +13,7 @@ from nft_pipeline import schemas
 from nft_pipeline.discovery import collections_table, discover_collection_tokens
 from nft_pipeline.quality import unique_keys
 from nft_pipeline.storage import read_table, write_table
+from nft_pipeline.versions import table_fingerprint
 from resources import DataDirResource, HttpResource, NftSourcesResource
 
 UNIQUE_SLUGS = check_spec("collections", "unique_slugs", "Each catalog slug appears once.")
@@ -65,6 +66,8 @@ def tokens(
     known = set(previous.column("token_id").to_pylist())
     new_tokens = sum(1 for token_id in table.column("token_id").to_pylist() if token_id not in known)
     return dg.MaterializeResult(
+        # What the source said, without the discovery times: an unchanged listing keeps its version.
+        data_version=dg.DataVersion(table_fingerprint(table, [n for n in table.schema.names if n != "discovered_at"])),
         metadata=table_metadata(table, path, new_tokens=new_tokens, **report.as_dict()),
         check_results=[check_result(UNIQUE_TOKENS, unique_keys(table, ["collection", "token_id"]))],
     )

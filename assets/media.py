@@ -9,6 +9,7 @@ from assets.table_metadata import table_metadata
 from nft_pipeline import sniff
 from nft_pipeline.download import DownloadSettings, download_collection_media
 from nft_pipeline.quality import success_rate, unique_keys
+from nft_pipeline.versions import table_fingerprint
 from resources import DataDirResource, HttpResource
 
 
@@ -59,6 +60,8 @@ def raw_media(
     path = layout.partition_path("raw_media", slug)
     summary = report.as_dict()
     return dg.MaterializeResult(
+        # Which bytes each token has (by content), not when they were fetched.
+        data_version=dg.DataVersion(table_fingerprint(table, ["token_id", "role", "url", "status", "sha256"])),
         metadata=table_metadata(
             table,
             path,

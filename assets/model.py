@@ -4,6 +4,7 @@ import io
 import json
 
 import dagster as dg
+import pydantic
 
 from assets.checks import check_result, check_spec
 from assets.images import components, standardized_images
@@ -11,13 +12,10 @@ from assets.partitions import collection_partitions
 from assets.table_metadata import image_markdown
 from assets.text import captions
 from nft_pipeline import schemas
-from nft_pipeline.cvi_report import sample_pairs
 from nft_pipeline.quality import all_finite, row_counts_match
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table
-from nft_pipeline.train.config import TINY_PRESET, TrainConfig
-from nft_pipeline.train.loop import run_identity, train_clip
-from nft_pipeline.train.tables import TRAINING_EPOCHS, TRAINING_RUNS, component_lookup, run_rows, training_examples
+from nft_pipeline.train.config import TrainConfig, config_fields
 from resources import DataDirResource
 
 # Blocking: a broken model would poison what is built from it (the search index, the CVI report).
@@ -33,25 +31,18 @@ FINE_TUNED_METRICS = check_spec(
 FINE_TUNED_COLUMNS = ["fine_tuned_t2i_r1", "fine_tuned_t2i_r5", "fine_tuned_t2i_r10"]
 
 
-class ClipModelConfig(dg.Config):
-    """What to train on and how (every other knob keeps `TrainConfig`'s default)."""
+class _TrainingSelection(dg.Config):
+    """What to train on; how is every `TrainConfig` field, added below with its default."""
 
     collections: list[str] = []  # empty: every collection partition
     max_examples: int = 0  # > 0: a fixed-seed sample of this many pairs (a short run, e.g. the demo)
-    model_name_or_path: str = TINY_PRESET  # or "openai/clip-vit-base-patch32", or a local directory
-    epochs: int = 3
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    split: str = "by_token"  # "by_collection" (the paper's 80:5:15) needs many collections
-    masking_mode: str = "one"
-    masking_probability: float = 0.5
-    masking_fill: str = "background"
-    seed: int = 0
-    num_workers: int = 0
 
     def train_config(self) -> TrainConfig:
-        fields = self.model_dump(exclude={"collections", "max_examples"})
-        return TrainConfig(**fields)
+        return TrainConfig.from_dict(self.model_dump(exclude={"collections", "max_examples"}))
+
+
+# Derived from TrainConfig (one field each, same default), so the asset and the library cannot drift.
+ClipModelConfig = pydantic.create_model("ClipModelConfig", __base__=_TrainingSelection, **config_fields())
 
 
 def _loss_curve(epochs: list[dict]) -> bytes:
@@ -101,6 +92,11 @@ GPU_K8S_CONFIG = {
 )
 def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Trains (or resumes) a CLIP run; writes the model directory and `training_runs`/`training_epochs` rows."""
+    # torch and transformers load here, in the step that trains, not with the code location.
+    from nft_pipeline.cvi_report import sample_pairs
+    from nft_pipeline.train.loop import run_identity, train_clip
+    from nft_pipeline.train.tables import TRAINING_EPOCHS, TRAINING_RUNS, component_lookup, run_rows, training_examples
+
     layout = data_dir.layout()
     slugs = config.collections or sorted(context.instance.get_dynamic_partitions(collection_partitions.name))
 
@@ -109,7 +105,7 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
 
         return pa.concat_tables([read_table(layout.partition_path(table, slug), schema) for slug in slugs])
 
-    examples = training_examples(gather("standardized_images", schemas.STANDARDIZED_IMAGES), gather("captions", schemas.CAPTIONS))
+    examples = training_examples(gather("standardized_images", schemas.STANDARDIZED_IMAGES), gather("captions", schemas.CAPTIONS), layout.location)
     if config.max_examples and len(examples) > config.max_examples:
         examples = sample_pairs(examples, config.max_examples, config.seed)
     if not examples:
@@ -117,13 +113,13 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
     train_config = config.train_config()
     run_id = run_identity(train_config, examples)
     context.log.info(f"run {run_id}: {len(examples)} examples from {', '.join(slugs)}")
-    run = train_clip(examples, component_lookup(gather("components", schemas.COMPONENTS)), train_config, layout.root / "models" / run_id)
+    run = train_clip(examples, component_lookup(gather("components", schemas.COMPONENTS)), train_config, layout.work_dir / "models" / run_id)
     run_table, epoch_table = run_rows(run, slugs)
     write_table(run_table, layout.partition_path("training_runs", run.run_id), TRAINING_RUNS)
     write_table(epoch_table, layout.partition_path("training_epochs", run.run_id), TRAINING_EPOCHS)
     metric_rows = [
         {"model": name, **{k: round(v, 4) for k, v in result["global"]["text_to_image"].items()}}
-        for name, result in (("zero-shot", run.zero_shot), ("fine-tuned", run.fine_tuned))
+        for name, result in (("zero-shot", run.zero_shot), ("fine-tuned", run.fine_tuned), ("interpolated", run.interpolated))
         if result  # no fine-tuned metrics for an unfinished run: the checks below say so
     ]
     losses = ["train_loss", "val_loss"] if run.split.val else ["train_loss"]

@@ -13,12 +13,10 @@ from assets.partitions import collection_partitions
 from assets.table_metadata import image_markdown, table_metadata
 from assets.text import captions
 from nft_pipeline import schemas
-from nft_pipeline.cvi_report import CVI_REPORT, collection_rows, write_report
 from nft_pipeline.quality import all_finite
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table
 from nft_pipeline.train.config import TrainConfig
-from nft_pipeline.train.tables import trained_run, training_examples
 from resources import DataDirResource
 
 CVI_FINITE = check_spec("cvi_report", "cvi_finite", "CVI and its variance terms are finite numbers.")
@@ -37,6 +35,10 @@ class CviReportConfig(dg.Config):
 @dg.asset(group_name="report", kinds={"parquet", "markdown"}, deps=[clip_model, standardized_images, captions], check_specs=[CVI_FINITE])
 def cvi_report(context: dg.AssetExecutionContext, config: CviReportConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Per collection and model: n pairs, CVI (alpha 0.7), its three terms, text-to-image top-1/5/10."""
+    # torch, transformers and matplotlib load here, in the step that embeds and plots, not with the code location.
+    from nft_pipeline.cvi_report import CVI_REPORT, collection_rows, write_report
+    from nft_pipeline.train.tables import trained_run, training_examples
+
     layout = data_dir.layout()
     run = trained_run(layout, config.run_id)
     known = sorted(context.instance.get_dynamic_partitions(collection_partitions.name))

@@ -55,17 +55,18 @@ import pyarrow.compute as pc
 import torch
 from aiohttp.test_utils import TestServer
 
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
     INDEX_INPUT,
     MODELS_DIR,
     TABLE_NAME,
     VECTOR_COLUMN,
     AnnSettings,
-    EmbeddingModel,
     embedding_rows,
     embeddings_schema,
     ensure_indexes,
     index_inputs_from_examples,
+    input_digests,
     lance_path,
     partition_row_count,
     replace_partition,
@@ -143,6 +144,7 @@ def synthetic_rows(
             "caption": [f"Token {i}: a thing of kind {c}." for i, c in enumerate(membership)],
             "tags": [[{"trait_type": "kind", "value": str(c), "phrase": f"kind {c}"}] for c in membership],
             "png_path": [f"synthetic/{i}.png" for i in range(count)],
+            "png_sha256": [None] * count,
         },
         schema=INDEX_INPUT,
     )
@@ -153,6 +155,7 @@ def synthetic_rows(
             pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
             pa.array(["synthetic"] * count),
             pa.array(["-"] * count),
+            pa.array(input_digests(inputs)),
         ],
         schema=embeddings_schema(dim),
     )

@@ -13,8 +13,8 @@ duplicates are said once, `display_type` numbers are said with their trait ("Lev
 in the template's order) are dropped and the row says so (`shortened`, `dropped_tags`).
 
 Token counting: CLIP's own byte-pair vocabulary (`bpe_simple_vocab_16e6.txt.gz`, MIT, OpenAI) is
-bundled in `nft_pipeline/data/` (no hub needed), so the count is exact, using the `tokenizers`
-library with CLIP's text pipeline (`$NFT_PIPELINE_CLIP_BPE` points at another copy). If the file is
+bundled in `nft_pipeline/data/` (no hub needed), so the count is exact, with the very tokenizer
+the models use (`clip_tokenizer.py`; `$NFT_PIPELINE_CLIP_BPE` points at another copy). If the file is
 missing a conservative estimate is used (see `estimate_text_tokens`), calibrated to never
 undercount the exact count on the sample collections' captions. `TOKEN_COUNTER` says which one
 is in use, and `captions_table` records it in the table's schema metadata.
@@ -22,30 +22,24 @@ is in use, and `captions_table` records it in the table's schema metadata.
 
 from __future__ import annotations
 
-import gzip
 import math
-import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
-from pathlib import Path
 from typing import Any, TypedDict
 
 import pyarrow as pa
 
 from nft_pipeline import schemas
+from nft_pipeline.clip_tokenizer import clip_bpe_path, clip_tokenizer
 from nft_pipeline.token_metadata import normalize_attributes
 
 MAX_TEXT_TOKENS = 77  # CLIP's context length, start and end markers included
 MAX_VALUE_CHARS = 60
 ELLIPSIS = "…"
 PLACEHOLDER_VALUES = frozenset({"", "none", "nothing", "null", "n/a", "-"})
-CLIP_BPE_ENV = "NFT_PIPELINE_CLIP_BPE"
-BUNDLED_CLIP_BPE = Path(__file__).parent / "data" / "bpe_simple_vocab_16e6.txt.gz"  # MIT, see data/README.md
-_CLIP_MERGES = 49152 - 256 - 2  # the merges CLIP uses from the file (its vocabulary is 49,408)
 
 # Words that take no article: plural or uncountable heads ("Green Eye Shadow", "Wild Hair", "Buck Teeth").
 _MASS_WORDS = frozenset({"hair", "shadow", "lipstick", "makeup", "paint", "fur", "skin", "smoke", "teeth", "feet"})
@@ -375,41 +369,11 @@ def remove_tag(caption: Caption, tag: CaptionTag | Sequence[CaptionTag]) -> str:
 # ---------------------------------------------------------------- counting CLIP tokens
 
 
-def _clip_bpe_path() -> Path | None:
-    """CLIP's merges file: `$NFT_PIPELINE_CLIP_BPE` if set, else the copy bundled in `nft_pipeline/data/`."""
-    configured = os.environ.get(CLIP_BPE_ENV)
-    path = Path(configured) if configured else BUNDLED_CLIP_BPE
-    return path if path.is_file() else None
-
-
-@cache
 def _clip_tokenizer() -> Any:
-    """CLIP's tokenizer built in memory from the merges file (the layout CLIP and open_clip use)."""
-    path = _clip_bpe_path()
-    if path is None:
+    """The model's tokenizer (clip_tokenizer.py), or None when CLIP's BPE file is absent."""
+    if clip_bpe_path() is None:
         return None
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
-
-    lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")[1 : _CLIP_MERGES + 1]
-    merges = [tuple(line.split()) for line in lines]
-    byte_symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
-    symbols = [*byte_symbols, *(symbol + "</w>" for symbol in byte_symbols), *("".join(pair) for pair in merges)]
-    vocab = {
-        symbol: index for index, symbol in enumerate(dict.fromkeys([*symbols, "<|startoftext|>", "<|endoftext|>"]))
-    }
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
-    )
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(
-                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True
-            ),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
-    return tokenizer
+    return clip_tokenizer()
 
 
 _PIECES = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+|_+", re.IGNORECASE)
@@ -440,7 +404,7 @@ def count_text_tokens(text: str) -> int:
     tokenizer = _clip_tokenizer()
     if tokenizer is None:
         return estimate_text_tokens(text)
-    return len(tokenizer.encode(text, add_special_tokens=False).ids) + 2
+    return len(tokenizer(text)["input_ids"])
 
 
 def token_counter() -> str:

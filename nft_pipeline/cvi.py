@@ -35,7 +35,6 @@ one stream leaves a core idle between products; two streams keep both busy (1,00
 from __future__ import annotations
 
 import io
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
+
+from nft_pipeline.cpus import usable_cpus
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -166,7 +167,7 @@ def cvi(
     is one core or BLAS is already held to one thread (then one after the other).
     """
     blas = min((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=1)
-    blas_threads = min(blas, _usable_cpus())
+    blas_threads = min(blas, usable_cpus())
     if blas_threads < 2:  # one core, or BLAS held to one thread: nothing to overlap
         return cvi_from_moments(
             feature_moments(image_features, block_rows), feature_moments(text_features, block_rows), alpha
@@ -175,13 +176,6 @@ def cvi(
         streams = [pool.submit(feature_moments, features, block_rows) for features in (image_features, text_features)]
         images, texts = (stream.result() for stream in streams)
     return cvi_from_moments(images, texts, alpha)
-
-
-def _usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one, as in containers)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def cvi_naive(image_features: FeatureMatrix, text_features: FeatureMatrix, alpha: float = PAPER_ALPHA) -> CviResult:

@@ -42,6 +42,10 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         schedules=[automation.daily_refresh],
         sensors=[automation.catalog_discovery, automation.automation_conditions],
         resources=resources or local_resources(),
+        # Every other run (a partition of `nft_index` requested by the automation sensor, a
+        # backfill or a materialization from the UI, training) in process too: see
+        # `automation.collection_pipeline_job` and docs/scale.md, "Cheap runs per collection".
+        executor=dg.in_process_executor,
     )
 
 
@@ -59,6 +63,8 @@ DEMO_TRAINING = {
     "split": "by_token",
     "masking_probability": 0.3,
     "num_workers": 2,
+    "learning_rate": 5e-4,  # the tiny preset learns from scratch: ten times the fine-tuning default
+    "caption_phrasings": True,  # trained on the ways people write its traits (issue #15), not one template
 }
 DEMO_LOGGING = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

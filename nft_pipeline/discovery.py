@@ -29,6 +29,7 @@ from nft_pipeline.token_metadata import (
     parse_metadata_bytes,
     token_id_text,
 )
+from nft_pipeline.uris import substitute_token_id
 
 _REUSABLE = {"ok", "recovered"}
 _PREVIOUS_FIELDS = (
@@ -42,6 +43,10 @@ _PREVIOUS_FIELDS = (
     "metadata_status",
     "metadata_error",
 )
+
+
+def _url_or_none(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -171,10 +176,12 @@ async def discover_tokens(
                 token_id=token_id,
                 discovered_at=prev["discovered_at"] if prev else now,
                 name=nft.get("name") if isinstance(nft.get("name"), str) else None,
-                token_uri=raw.get("tokenUri") or nft.get("tokenUri") or None,
+                token_uri=substitute_token_id(raw.get("tokenUri") or nft.get("tokenUri") or "", token_id) or None,
             )
             image = nft.get("image") if isinstance(nft.get("image"), dict) else {}
             fallback_image = image.get("originalUrl") or None
+            record.alchemy_cached_url = _url_or_none(image.get("cachedUrl"))
+            record.alchemy_png_url = _url_or_none(image.get("pngUrl"))
             inline = _inline_metadata(raw)
             if inline is not None:
                 record.apply_metadata(inline, "inline", fallback_image)

@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from nft_pipeline import sniff
 from nft_pipeline.blobs import BlobStore
+from nft_pipeline.cpus import usable_cpus
 from nft_pipeline.http_client import (
     FetchResult,
     GuardedHttpClient,
     HttpLimits,
     run_event_loop,
 )
+from nft_pipeline.uris import substitute_token_id
 
 if TYPE_CHECKING:  # imported lazily: download child processes never need pyarrow or duckdb (~70 MB)
     import pyarrow as pa
@@ -55,11 +57,16 @@ class DownloadSettings:
     fetch_animations: bool = True
     retry_failed: bool = False
     workers: int = 256  # concurrent fetch tasks per process; the HTTP limits cap requests in flight
-    processes: int = os.cpu_count() or 1  # download processes for large jobs (one event loop each)
+    processes: int = usable_cpus()  # download processes for large jobs (one event loop each); the cgroup quota counts
     min_jobs_per_process: int = 5000  # below this a process costs more (spawn, imports) than it saves
 
     def max_bytes(self, role: str) -> int:
         return self.max_animation_bytes if role == "animation" else self.max_image_bytes
+
+
+# The source's copies of an image, tried in this order once the original URI and its gateways failed.
+FALLBACK_COLUMNS = ("alchemy_cached_url", "alchemy_png_url")
+ORIGINAL = "original"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,8 @@ class MediaJob:
     token_id: str
     role: str
     url: str | None
+    # (served_by, url) pairs tried in order when `url` fails (the source's cached copies; images only).
+    fallbacks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -88,6 +97,7 @@ class MediaRow:
     sha256: str | None = None
     attempts: int = 0
     error: str | None = None
+    served_by: str | None = None  # which source the stored bytes came from (`ORIGINAL` or a fallback's name)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -122,12 +132,19 @@ class DownloadReport:
 
 
 def media_jobs(tokens: pa.Table, settings: DownloadSettings) -> list[MediaJob]:
-    """One job per token for its image, plus one for its animation where it has one."""
+    """One job per token for its image, plus one for its animation where it has one.
+
+    ERC-1155 `{id}` placeholders in the URIs are filled in (`uris.substitute_token_id`); the image
+    carries the source's cached copies as fallbacks (`FALLBACK_COLUMNS`).
+    """
     jobs = []
-    for row in tokens.select(["collection", "token_id", "image_uri", "animation_uri"]).to_pylist():
-        jobs.append(MediaJob(row["collection"], row["token_id"], "image", row["image_uri"]))
+    for row in tokens.select(["collection", "token_id", "image_uri", "animation_uri", *FALLBACK_COLUMNS]).to_pylist():
+        token_id = row["token_id"]
+        image = substitute_token_id(row["image_uri"], token_id) if row["image_uri"] else None
+        fallbacks = tuple((column.removesuffix("_url"), row[column]) for column in FALLBACK_COLUMNS if row[column])
+        jobs.append(MediaJob(row["collection"], token_id, "image", image, fallbacks))
         if settings.fetch_animations and row["animation_uri"]:
-            jobs.append(MediaJob(row["collection"], row["token_id"], "animation", row["animation_uri"]))
+            jobs.append(MediaJob(row["collection"], token_id, "animation", substitute_token_id(row["animation_uri"], token_id)))
     return jobs
 
 
@@ -180,11 +197,30 @@ class MediaDownloader:
         return not self.settings.retry_failed
 
     async def _fetch(self, http: GuardedHttpClient, job: MediaJob, staging: Path) -> MediaRow:
+        """The original URI (and its gateways), then each fallback in turn until one gives good bytes.
+
+        The row of a fallback that served keeps the original `url` and says where the bytes came
+        from (`served_by`, `resolved_url`) and why the original failed (`error`); when every one
+        fails, the row is the original's failure.
+        """
         now = datetime.now(UTC)
-        if not job.url:
-            return MediaRow(job.collection, job.token_id, job.role, job.url, "no_uri", now, error="token has no media URI")
+        if job.url:
+            row = await self._fetch_one(http, job, job.url, ORIGINAL, staging, now)
+        else:
+            row = MediaRow(job.collection, job.token_id, job.role, job.url, "no_uri", now, error="token has no media URI")
+        for served_by, url in job.fallbacks if row.status != "ok" else ():
+            fallback = await self._fetch_one(http, job, url, served_by, staging, now)
+            if fallback.status == "ok":
+                fallback.error = f"{row.status} from the original: {row.error}"
+                fallback.attempts += row.attempts
+                return fallback
+        return row
+
+    async def _fetch_one(
+        self, http: GuardedHttpClient, job: MediaJob, url: str, served_by: str, staging: Path, now: datetime
+    ) -> MediaRow:
         staged = staging / f"{self.journal.stem}-{os.getpid()}-{next(self._staged_names)}"
-        result = await http.fetch_uri(job.url, self.settings.max_bytes(job.role), dest=staged)
+        result = await http.fetch_uri(url, self.settings.max_bytes(job.role), dest=staged)
         row = _row_from_fetch(job, result, now)
         if not result.ok:
             return row
@@ -204,6 +240,7 @@ class MediaDownloader:
             row.sha256 = self.blobs.put_bytes(result.body, result.sha256)
         else:
             row.sha256 = self.blobs.put_file(staged, result.sha256 or "")
+        row.served_by = served_by
         return row
 
     def run(

@@ -9,7 +9,10 @@ Writing is per collection partition, like every other stage. `replace_partition`
 `merge_insert` on (collection, token_id) that updates the partition's rows, inserts new ones and
 deletes rows the partition no longer has, all in one commit: a reader sees the old partition or
 the new one, never a gap or a duplicate, and rerunning a partition writes the same rows again.
-Rows embedded by another model are deleted in the same commit: two models' vectors are not
+A rerun embeds only what changed: each row keeps a digest of its inputs (`input_digest`: image
+content, caption, tags, name), `partition_changes` compares a partition's inputs with its rows,
+and `update_partition` upserts the new and changed rows and deletes those of tokens that are gone,
+again in one commit; unchanged rows keep their vectors. Rows embedded by another model are deleted in the same commit: two models' vectors are not
 comparable, so the table only ever holds one embedding space (partitions not rerun yet are absent
 from search until their rerun).
 
@@ -18,8 +21,8 @@ date afterwards:
 
 - an IVF vector index (cosine; 8-bit scalar quantization by default, PQ as an option, see
   `AnnSettings`) once exact search would miss the 10 ms budget (`AnnSettings.needs_index`, the
-  threshold measured by benchmarks/bench_index.py, docs/search.md), rebuilt after writes (see
-  `ensure_indexes`). Queries re-rank their candidates with the stored vectors, so the scores
+  threshold measured by benchmarks/bench_index.py, docs/search.md); new rows are folded into it
+  after writes, and it is rebuilt once too many rows are unindexed (see `ensure_indexes`). Queries re-rank their candidates with the stored vectors, so the scores
   search reports are exact cosine similarities;
 - a native full-text index on `caption`, for hybrid search;
 - scalar indexes on `collection` (bitmap) and `traits` (label list), which the search filters use.
@@ -30,32 +33,26 @@ never misses a row that was written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import lancedb
 import numpy as np
 import pyarrow as pa
-import torch
-import torch.nn.functional as F
 from lancedb.index import FTS, Bitmap, IndexConfig, IvfPq, IvfSq, LabelList
-from PIL import Image
 
 from nft_pipeline.captions import CAPTION_TAG, CaptionTag
-from nft_pipeline.train.config import TrainConfig
-from nft_pipeline.train.data import TrainingExample, pixel_values
-from nft_pipeline.train.distributed import weights_digest
-from nft_pipeline.train.loop import RUN_FILE, TrainingRun
-from nft_pipeline.train.model import ClipBundle, ImagePreprocessing, image_embeddings, load_clip, text_embeddings
-from nft_pipeline.train.prepared import composite_over, resize_and_crop
-from nft_pipeline.train.tables import training_examples
+
+if TYPE_CHECKING:
+    from nft_pipeline.embedding import EmbeddingModel
+    from nft_pipeline.train.data import TrainingExample
 
 # Once imported, LanceDB warns at every fork of the process that its async runtime might deadlock
 # in the child. The children this package forks (training and embedding DataLoader workers, in a
@@ -82,8 +79,15 @@ INDEX_INPUT = pa.schema(
         pa.field("caption", pa.string(), nullable=False),
         pa.field("tags", pa.list_(CAPTION_TAG), nullable=False),
         pa.field("png_path", pa.string(), nullable=False),
+        pa.field("png_sha256", pa.string()),  # the PNG's content: a changed image changes its digest
     ]
 )
+# What a row's stored fields and embedding depend on besides the model; their digest is kept per
+# row (`input_digest`), so a rerun embeds only rows whose digest or model changed.
+DIGEST_FIELDS = ("name", "caption", "tags", "png_path", "png_sha256")
+# Columns added since the table was first written; a table without them gets them as nulls, and a
+# null digest never matches, so those rows are embedded again on their partition's next run.
+ADDED_COLUMNS = ("png_sha256", "input_digest")
 
 
 def embeddings_schema(dim: int) -> pa.Schema:
@@ -97,6 +101,7 @@ def embeddings_schema(dim: int) -> pa.Schema:
             pa.field(VECTOR_COLUMN, pa.list_(pa.float32(), dim), nullable=False),
             pa.field("model_run_id", pa.string(), nullable=False),
             pa.field("model_dir", pa.string(), nullable=False),
+            pa.field("input_digest", pa.string()),
         ]
     )
 
@@ -134,115 +139,20 @@ def trait_keys(tags: Sequence[CaptionTag]) -> list[str]:
     return list(dict.fromkeys(trait_key(tag["trait_type"], tag["value"]) for tag in tags))
 
 
-# ---------------------------------------------------------------- embedding with the trained model
-
-
-def model_input_rgb(
-    image: Image.Image, preprocessing: ImagePreprocessing, matte_rgb: tuple[int, int, int]
-) -> np.ndarray:
-    """The S x S x 3 pixels the model saw in training for this image (see train/prepared.py)."""
-    return np.asarray(resize_and_crop(composite_over(image.convert("RGBA"), matte_rgb), preprocessing))
-
-
-def _model_input(image: Path | Image.Image, preprocessing: ImagePreprocessing, matte_rgb) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return model_input_rgb(image, preprocessing, matte_rgb)
-    with Image.open(image) as opened:
-        return model_input_rgb(opened, preprocessing, matte_rgb)
-
-
-@torch.inference_mode()
-def embed_images(
-    bundle: ClipBundle,
-    images: Sequence[Path | Image.Image],
-    batch_size: int = 64,
-    matte_rgb: tuple[int, int, int] = TrainConfig.matte_rgb,
-    decode_threads: int = 2,
-) -> np.ndarray:
-    """N x D float32 L2-normalised image embeddings, in input order (PNG paths or decoded images).
-
-    Pixels are prepared exactly as training prepares them (composited over `matte_rgb`, box-resized
-    and centre-cropped), so an indexed image lands where the model learnt to put it. Decoding a
-    512 px PNG costs more than embedding it at the tiny preset's size, so images are decoded by a
-    thread pool (Pillow releases the GIL while decoding; threads, unlike forked workers, are safe
-    in a process whose LanceDB runtime is running).
-    """
-    bundle.model.eval()
-    preprocessing = bundle.preprocessing
-    batches = []
-    with ThreadPoolExecutor(decode_threads) as pool:
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            rgb = np.stack(list(pool.map(_model_input, chunk, [preprocessing] * len(chunk), [matte_rgb] * len(chunk))))
-            embeddings = image_embeddings(bundle.model, pixel_values(rgb, preprocessing)).float()
-            batches.append(F.normalize(embeddings, dim=-1))
-    if not batches:
-        return np.zeros((0, bundle.model.config.projection_dim), dtype=np.float32)
-    return torch.cat(batches).numpy()
-
-
-@torch.inference_mode()
-def embed_texts(
-    bundle: ClipBundle, texts: Sequence[str], context_length: int = TrainConfig.context_length
-) -> np.ndarray:
-    """N x D float32 L2-normalised text embeddings; texts longer than `context_length` tokens are cut."""
-    bundle.model.eval()
-    tokens = bundle.tokenizer(
-        list(texts), padding=True, truncation=True, max_length=context_length, return_tensors="pt"
-    )
-    embeddings = text_embeddings(bundle.model, tokens["input_ids"], tokens["attention_mask"]).float()
-    return F.normalize(embeddings, dim=-1).numpy()
-
-
-@dataclass(frozen=True)
-class EmbeddingModel:
-    """A trained model with what embedding like its training needs: its matte colour and context length.
-
-    `run_id` names the embedding space in the table: the training run's id when the model directory
-    is a run's `model/` (its `run.json` lies beside it), else a digest of the weights.
-    """
-
-    bundle: ClipBundle
-    run_id: str
-    model_dir: Path
-    matte_rgb: tuple[int, int, int]
-    context_length: int
-
-    @classmethod
-    def load(cls, model_dir: Path) -> EmbeddingModel:
-        model_dir = Path(model_dir).resolve()
-        bundle = load_clip(model_dir)
-        bundle.model.eval()
-        run_file = model_dir.parent / RUN_FILE
-        if run_file.exists():
-            run = TrainingRun.from_dict(json.loads(run_file.read_text()))
-            if run.model_dir is not None and run.model_dir.resolve() == model_dir:
-                return cls(bundle, run.run_id, model_dir, run.config.matte_rgb, run.config.context_length)
-        defaults = TrainConfig()
-        return cls(bundle, weights_digest(bundle.model)[:16], model_dir, defaults.matte_rgb, defaults.context_length)
-
-    @property
-    def dim(self) -> int:
-        return int(self.bundle.model.config.projection_dim)
-
-    def embed_images(
-        self, images: Sequence[Path | Image.Image], batch_size: int = 64, decode_threads: int = 2
-    ) -> np.ndarray:
-        return embed_images(self.bundle, images, batch_size, self.matte_rgb, decode_threads)
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return embed_texts(self.bundle, texts, self.context_length)
-
-    def count_text_tokens(self, text: str) -> int:
-        """Tokens the text encoder would need for `text`, start and end markers included (no cut)."""
-        return len(self.bundle.tokenizer(text)["input_ids"])
-
-
 # ---------------------------------------------------------------- rows and partitions
 
 
-def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
-    """Index inputs for training examples (the sample collections in demos, tests and benchmarks)."""
+def index_inputs_from_examples(
+    examples: Sequence[TrainingExample], png_digests: Mapping[tuple[str, str], str | None] | None = None
+) -> pa.Table:
+    """Index inputs for training examples; each PNG's sha256 from `png_digests` by (collection,
+    token_id), else hashed here (the sample collections in demos, tests and benchmarks)."""
+
+    def digest(example: TrainingExample) -> str | None:
+        if png_digests is not None:
+            return png_digests[example.key]
+        return hashlib.sha256(Path(example.image_path).read_bytes()).hexdigest()
+
     return pa.Table.from_pylist(
         [
             {
@@ -252,6 +162,7 @@ def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
                 "caption": example.caption.caption,
                 "tags": example.caption.tags,
                 "png_path": str(example.image_path),
+                "png_sha256": digest(example),
             }
             for example in examples
         ],
@@ -262,11 +173,21 @@ def index_inputs_from_examples(examples: Sequence[TrainingExample]) -> pa.Table:
 def index_inputs(images: pa.Table, captions: pa.Table) -> pa.Table:
     """Index inputs for a partition's `standardized_images` and `captions` tables: every token with an
     ok image and a caption, joined the way training joins them (so the index holds what was trained on)."""
-    return index_inputs_from_examples(training_examples(images, captions))
+    from nft_pipeline.train.tables import training_examples  # the training side's join, only where it is used
+
+    rows = images.select(["collection", "token_id", "png_sha256"]).to_pylist()
+    digests = {(row["collection"], row["token_id"]): row["png_sha256"] for row in rows}
+    return index_inputs_from_examples(training_examples(images, captions), digests)
+
+
+def input_digests(tokens: pa.Table) -> list[str]:
+    """Per row of `tokens` (INDEX_INPUT columns), a digest of `DIGEST_FIELDS`."""
+    columns = [tokens[name].to_pylist() for name in DIGEST_FIELDS]
+    return [hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:32] for values in zip(*columns)]
 
 
 def embedding_rows(model: EmbeddingModel, tokens: pa.Table, batch_size: int = 64, decode_threads: int = 2) -> pa.Table:
-    """Table rows for `tokens` (INDEX_INPUT columns): their image embeddings, trait keys and model."""
+    """Table rows for `tokens` (INDEX_INPUT columns): their image embeddings, trait keys, model and input digest."""
     tokens = tokens.select(INDEX_INPUT.names).cast(INDEX_INPUT)
     vectors = model.embed_images([Path(p) for p in tokens["png_path"].to_pylist()], batch_size, decode_threads)
     count = tokens.num_rows
@@ -277,14 +198,43 @@ def embedding_rows(model: EmbeddingModel, tokens: pa.Table, batch_size: int = 64
             pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), model.dim),
             pa.array([model.run_id] * count, pa.string()),
             pa.array([str(model.model_dir)] * count, pa.string()),
+            pa.array(input_digests(tokens), pa.string()),
         ],
         schema=embeddings_schema(model.dim),
     )
 
 
 @dataclass(frozen=True)
+class PartitionChanges:
+    """How a partition's rows in the table differ from its inputs, for one model (`partition_changes`)."""
+
+    to_embed: pa.Table  # input rows (INDEX_INPUT) new to the table, changed since embedded, or of another model
+    gone: tuple[str, ...]  # token ids the table holds for the partition that its inputs no longer have
+    unchanged: int  # input rows whose stored row is up to date: not embedded again
+
+
+def partition_changes(db_path: Path, collection: str, inputs: pa.Table, model_run_id: str) -> PartitionChanges:
+    """Compare a partition's inputs with its stored rows by token id, input digest and model."""
+    inputs = inputs.select(INDEX_INPUT.names).cast(INDEX_INPUT)
+    table = _existing_table(lancedb.connect(db_path))
+    stored: dict[str, tuple[str | None, str]] = {}
+    if table is not None:
+        columns = ["token_id", "model_run_id"] + (["input_digest"] if "input_digest" in table.schema.names else [])
+        rows = table.search().where(f"collection = {sql_literal(collection)}").select(columns).limit(None).to_arrow()
+        digests = rows["input_digest"].to_pylist() if "input_digest" in columns else [None] * rows.num_rows
+        stored = dict(zip(rows["token_id"].to_pylist(), zip(digests, rows["model_run_id"].to_pylist())))
+    token_ids = inputs["token_id"].to_pylist()
+    changed = [stored.get(token_id) != (digest, model_run_id) for token_id, digest in zip(token_ids, input_digests(inputs))]
+    return PartitionChanges(
+        to_embed=inputs.filter(pa.array(changed, pa.bool_())),
+        gone=tuple(sorted(set(stored) - set(token_ids))),
+        unchanged=changed.count(False),
+    )
+
+
+@dataclass(frozen=True)
 class PartitionWrite:
-    """What `replace_partition` did: the partition's row count now, and the rows it changed."""
+    """What a partition write did: the partition's row count now, and the rows it changed."""
 
     collection: str
     rows: int
@@ -334,6 +284,50 @@ def partition_row_count(db_path: Path, collection: str) -> int:
     return table.count_rows(f"collection = {sql_literal(collection)}") if table is not None else 0
 
 
+def _writable_table(db: lancedb.DBConnection, schema: pa.Schema) -> lancedb.table.Table:
+    """The table, created if absent, recreated for another vector size, given any of `ADDED_COLUMNS` it lacks."""
+    # exist_ok: a concurrent writer of another partition may create the table first.
+    table = _existing_table(db) or db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
+    if table.schema.field(VECTOR_COLUMN).type != schema.field(VECTOR_COLUMN).type:
+        log.warning("%s: vectors change size (new model); recreating the table", TABLE_NAME)
+        return db.create_table(TABLE_NAME, schema=schema, mode="overwrite")
+    missing = [schema.field(name) for name in ADDED_COLUMNS if name not in table.schema.names]
+    if missing:
+        table.add_columns(missing)
+    return table
+
+
+def _merge(db_path: Path, collection: str, rows: pa.Table, deletes: list[str]) -> PartitionWrite:
+    """Upsert `rows` by (collection, token_id) and delete the table's other rows matching any of
+    `deletes` or embedded by another model than `rows`', in one commit."""
+    dim, run_id = _check_partition(collection, rows)
+    if run_id is not None:
+        deletes = [*deletes, f"model_run_id <> {sql_literal(run_id)}"]
+    delete_where = " OR ".join(f"({condition})" for condition in deletes)
+    schema = embeddings_schema(dim)
+    rows = rows.select(schema.names).cast(schema)
+    table = _writable_table(lancedb.connect(db_path), schema)
+    if rows.num_rows == 0 and not delete_where:
+        inserted = updated = deleted = 0
+        version = table.version
+    else:
+        merge = table.merge_insert(["collection", "token_id"]).when_matched_update_all().when_not_matched_insert_all()
+        if delete_where:
+            merge = merge.when_not_matched_by_source_delete(delete_where)
+        result = merge.execute(rows)
+        inserted, updated, deleted, version = (
+            result.num_inserted_rows, result.num_updated_rows, result.num_deleted_rows, result.version
+        )
+    return PartitionWrite(
+        collection=collection,
+        rows=table.count_rows(f"collection = {sql_literal(collection)}"),
+        inserted=inserted,
+        updated=updated,
+        deleted=deleted,
+        version=version,
+    )
+
+
 def replace_partition(db_path: Path, collection: str, rows: pa.Table) -> PartitionWrite:
     """Make `rows` (see `embedding_rows`) the whole of `collection`'s partition, in one commit.
 
@@ -342,33 +336,16 @@ def replace_partition(db_path: Path, collection: str, rows: pa.Table) -> Partiti
     another model, in which case they are deleted (see the module docstring). A model with
     another vector size recreates the table.
     """
-    dim, run_id = _check_partition(collection, rows)
-    schema = embeddings_schema(dim)
-    rows = rows.select(schema.names).cast(schema)
-    db = lancedb.connect(db_path)
-    # exist_ok: a concurrent writer of another partition may create the table first.
-    table = _existing_table(db) or db.create_table(TABLE_NAME, schema=schema, exist_ok=True)
-    if table.schema.field(VECTOR_COLUMN).type != schema.field(VECTOR_COLUMN).type:
-        log.warning("%s: vectors change size (new model); recreating the table", TABLE_NAME)
-        table = db.create_table(TABLE_NAME, schema=schema, mode="overwrite")
-    stale = f"collection = {sql_literal(collection)}"
-    if run_id is not None:
-        stale += f" OR model_run_id <> {sql_literal(run_id)}"
-    result = (
-        table.merge_insert(["collection", "token_id"])
-        .when_matched_update_all()
-        .when_not_matched_insert_all()
-        .when_not_matched_by_source_delete(stale)
-        .execute(rows)
-    )
-    return PartitionWrite(
-        collection=collection,
-        rows=rows.num_rows,
-        inserted=result.num_inserted_rows,
-        updated=result.num_updated_rows,
-        deleted=result.num_deleted_rows,
-        version=result.version,
-    )
+    return _merge(db_path, collection, rows, [f"collection = {sql_literal(collection)}"])
+
+
+def update_partition(db_path: Path, collection: str, rows: pa.Table, gone: Sequence[str]) -> PartitionWrite:
+    """Upsert `rows` (the partition's new and changed rows, see `partition_changes`) and delete the
+    partition's rows of the tokens in `gone`, in one commit; rows of the partition not named stay as
+    they are, vectors included. Rows of another model than `rows`' are deleted, as `replace_partition` does.
+    """
+    gone_rows = f"collection = {sql_literal(collection)} AND token_id IN ({', '.join(map(sql_literal, gone))})"
+    return _merge(db_path, collection, rows, [gone_rows] if gone else [])
 
 
 # ---------------------------------------------------------------- indexes
@@ -402,6 +379,12 @@ class AnnSettings:
     nprobes: int = 10
     refine_factor: int = 2
     dims_per_sub_vector: int = 8  # ivf_pq only
+    # Past this share of rows not yet in the vector index, `ensure_indexes` rebuilds it instead of
+    # folding the rows in; likewise once folding has split it into this many parts (each `optimize()`
+    # after the first adds a delta part, and a query searches every part). Measured by
+    # benchmarks/bench_index_update.py (docs/scale.md).
+    max_unindexed_share: float = 0.2
+    max_index_parts: int = 10
 
     def needs_index(self, rows: int, dim: int) -> bool:
         return rows >= max(self.min_index_rows, self.max_flat_floats // dim)
@@ -442,27 +425,36 @@ def _scalar_and_text_indexes() -> Iterator[tuple[str, FTS | Bitmap | LabelList]]
 def ensure_indexes(db_path: Path, settings: AnnSettings = DEFAULT_ANN, rebuild: bool = False) -> IndexState:
     """Build the indexes the table lacks and bring the others up to date (see the module docstring).
 
-    Rows written since the last call are folded into the caption and scalar indexes by
-    `optimize()`, which also compacts the small files partition writes leave. The vector index is
-    rebuilt instead: after `optimize()` folds rows into it, an IVF index answers 2-3x slower
-    (measured with LanceDB 0.40: 4.8 ms -> 12.7 ms p50 at 100,000 x 512-d, docs/search.md), while
-    an IVF-SQ rebuild takes seconds. Run this after a batch of `replace_partition` calls rather
-    than after each one when partitions are written concurrently: index builds commit like writes.
+    Rows written since the last call are folded into every existing index by `optimize()`, which
+    also compacts the small files partition writes leave: the vector index takes new rows without
+    retraining its centroids, in a fraction of a rebuild's time. Rows of collections the centroids
+    never saw are placed less well, and each fold after the first adds a delta part that every
+    query searches, so the vector index is rebuilt instead once more than
+    `settings.max_unindexed_share` of the rows are unindexed or it has `settings.max_index_parts`
+    parts (both measured by benchmarks/bench_index_update.py, docs/scale.md). Run this after a
+    batch of partition writes rather than after each one when partitions are written
+    concurrently: index builds commit like writes.
     """
     table = open_table(db_path)
     rows = table.count_rows()
     indexes = _indexes(table)
-    stale = any(index.num_unindexed_rows for index in indexes.values())
-    if stale and not rebuild:
-        table.optimize()
+    dim = table.schema.field(VECTOR_COLUMN).type.list_size
+    vector = indexes.get(VECTOR_COLUMN)
     built = []
+    if vector is None:
+        stale_vector = settings.needs_index(rows, dim)
+    else:
+        stats = table.index_stats(vector.name)
+        unindexed = stats.num_unindexed_rows if stats else rows
+        parts = (stats.num_indices or 1) if stats else 1
+        stale_vector = bool(rows) and (unindexed / rows > settings.max_unindexed_share or parts >= settings.max_index_parts)
+    if rebuild or stale_vector:
+        table.create_index(VECTOR_COLUMN, config=settings.vector_index(rows, dim), replace=True)
+        built.append(VECTOR_COLUMN)
     for column, config in _scalar_and_text_indexes():
         if rows and (rebuild or column not in indexes):
             table.create_index(column, config=config, replace=True)
             built.append(column)
-    dim = table.schema.field(VECTOR_COLUMN).type.list_size
-    vector_outdated = VECTOR_COLUMN in indexes and (stale or rebuild)
-    if vector_outdated or (VECTOR_COLUMN not in indexes and settings.needs_index(rows, dim)):
-        table.create_index(VECTOR_COLUMN, config=settings.vector_index(rows, dim), replace=True)
-        built.append(VECTOR_COLUMN)
+    if any(index.num_unindexed_rows for index in _indexes(table).values()):
+        table.optimize()
     return IndexState(rows=rows, vector_index=VECTOR_COLUMN in _indexes(table), built=tuple(built))

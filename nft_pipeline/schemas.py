@@ -52,6 +52,10 @@ TOKENS = pa.schema(
         pa.field("metadata_status", pa.string(), nullable=False),
         pa.field("metadata_error", pa.string()),
         pa.field("discovered_at", TIMESTAMP, nullable=False),
+        # The source's own copies of the image (Alchemy's `image.cachedUrl` / `pngUrl`): the last
+        # resort of `raw_media` when the original URI and every gateway fail.
+        pa.field("alchemy_cached_url", pa.string()),
+        pa.field("alchemy_png_url", pa.string()),
     ]
 )
 
@@ -71,6 +75,7 @@ RAW_MEDIA = pa.schema(
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("fetched_at", TIMESTAMP, nullable=False),
+        pa.field("served_by", pa.string()),  # original (the URI, or a gateway for it) | alchemy_cached | alchemy_png
     ]
 )
 

@@ -8,6 +8,10 @@ directly and which answers about 2 ms sooner than the synchronous wrapper around
 
 Queries:
 
+- `described` (the default of the page, the API and the CLI): the query is read against the
+  index's trait vocabulary (query.py); the traits it names are required, or boost when too few
+  tokens carry them all, and the text embedding ranks within (ranking.py). It also returns the
+  interpretation, facet counts over the filtered set, paging and duplicate collapse.
 - `text`: the query's CLIP text embedding against the image embeddings (cosine similarity).
   With `hybrid=True` the captions are also matched word for word (BM25 over the full-text index)
   and the two rankings are fused by reciprocal rank fusion (RRF, k=60), which needs no score
@@ -32,14 +36,12 @@ says so in `notices`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import logging
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +49,22 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.query import MatchQuery
 from PIL import Image
 
-from nft_pipeline.captions import CaptionTag
+from nft_pipeline.captions import template_for
+from nft_pipeline.embedding import EmbeddingModel
+from nft_pipeline.hits import (
+    HIT_COLUMNS,
+    KEY_COLUMNS,
+    HitDetails,
+    SearchError,
+    SearchHit,
+    SearchResults,
+    TokenKey,
+    UnknownToken,
+    hit_from_row,
+    keys_of,
+)
 from nft_pipeline.index import (
     CAPTION_COLUMN,
     DEFAULT_ANN,
@@ -58,139 +72,31 @@ from nft_pipeline.index import (
     TABLE_NAME,
     VECTOR_COLUMN,
     AnnSettings,
-    EmbeddingModel,
     IndexMissing,
     fold_text,
     lance_path,
-    sql_literal,
-    trait_key,
 )
-from nft_pipeline.reporting import text_table
-from nft_pipeline.storage import default_data_dir
+from nft_pipeline.lance_queries import filter_sql, matching_captions, nearest_hits, nearest_keys, token_rows
+from nft_pipeline.query import Chip, Interpretation, QueryParser
+from nft_pipeline.ranking import RankingIndex, reciprocal_rank_fusion
+
+# Re-exported: callers and tests import these from here, where search is used.
+__all__ = ["HitDetails", "SearchError", "SearchHit", "SearchResults", "TokenKey", "UnknownToken", "filter_sql", "reciprocal_rank_fusion"]
 
 MAX_K = 100
+QUERY_VECTORS_KEPT = 4096  # text embeddings remembered (a few MB)
+MAX_EXPORT = 10_000  # rows one export returns
+RANKING_MAX_ROWS = 1_000_000  # embeddings held in memory for the described mode up to here (~2 GB at 512-d)
 MAX_QUERY_CHARS = 1_000
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
-RRF_K = 60  # the constant of Cormack et al.; damps the difference between the first few ranks
 HYBRID_CANDIDATES = 50  # per ranking; fusion reorders these, so a deep second page is not needed
 log = logging.getLogger(__name__)
-KEY_COLUMNS = ["collection", "token_id"]
-HIT_COLUMNS = [*KEY_COLUMNS, "name", "caption", "tags"]  # what a hit shows
 REFRESH_INTERVAL_S = 5.0  # how stale a running search may be after the index is rewritten
 DETAILS_MAX_ROWS = 5_000_000  # hit columns held in memory up to here (~1.7 GB), fetched per query beyond
-
-TokenKey = tuple[str, str]
-
-
-class SearchError(ValueError):
-    """A request search cannot answer; the message is written for the person who made it."""
-
-
-class UnknownToken(SearchError):
-    """The token asked about is not in the index."""
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    rank: int  # 1 = best
-    score: float  # what ranked it: the cosine similarity, or the fused RRF score in hybrid search
-    similarity: float  # cosine similarity of its image embedding to the query embedding
-    collection: str
-    token_id: str
-    name: str | None
-    caption: str
-    tags: list[CaptionTag]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class SearchResults:
-    hits: list[SearchHit]
-    mode: str  # text | hybrid | similar_to_token | similar_to_image
-    notices: list[str] = field(default_factory=list)  # what was changed or ignored in the request
-    timings_ms: dict[str, float] = field(default_factory=dict)  # encode, search, total
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "hits": [hit.to_json() for hit in self.hits],
-            "notices": self.notices,
-            "timings_ms": {name: round(value, 2) for name, value in self.timings_ms.items()},
-        }
-
-
-def parse_trait(text: str) -> str:
-    """The table's trait key for a filter written TYPE=VALUE ("Type=Female 2"); SearchError otherwise."""
-    trait_type, separator, value = text.partition("=")
-    if not separator or not value.strip():
-        raise SearchError(f"trait filter {text!r} must look like TYPE=VALUE, e.g. Type=Female 2")
-    return trait_key(trait_type, value)
-
-
-def filter_sql(collection: str | None, traits: Sequence[str], exclude: TokenKey | None = None) -> str | None:
-    """The SQL prefilter for a collection, traits that must all be present, and a token to leave out."""
-    clauses = []
-    if collection:
-        clauses.append(f"collection = {sql_literal(collection)}")
-    if traits:
-        keys = ", ".join(sql_literal(parse_trait(trait)) for trait in traits)
-        clauses.append(f"array_has_all(traits, [{keys}])")
-    if exclude:
-        clauses.append(f"NOT (collection = {sql_literal(exclude[0])} AND token_id = {sql_literal(exclude[1])})")
-    return " AND ".join(clauses) or None
-
-
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[TokenKey]], k: int = RRF_K) -> dict[TokenKey, float]:
-    """Sum over rankings of 1 / (k + rank), rank starting at 1; a key absent from a ranking gets nothing from it."""
-    scores: dict[TokenKey, float] = {}
-    for ranking in rankings:
-        for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
-    return scores
 
 
 def _comparable(text: str | None) -> str:
     return fold_text(text or "").rstrip(".")
-
-
-def _hit(rank: int, score: float, similarity: float, row: dict[str, Any]) -> SearchHit:
-    return SearchHit(rank, score, similarity, **{column: row[column] for column in HIT_COLUMNS})
-
-
-def _keys(rows: pa.Table) -> list[TokenKey]:
-    return list(zip(rows["collection"].to_pylist(), rows["token_id"].to_pylist(), strict=True))
-
-
-class HitDetails:
-    """The shown columns of every row of one table version, held in memory.
-
-    Why: fetching them with each vector query cost LanceDB 0.40 1-1.5 ms on a 100,000-row table
-    (docs/search.md); a lookup here takes 0.05 ms. Kept as the table's Arrow columns (compact) and a key -> row map: about 340
-    bytes a token with short captions.
-    """
-
-    def __init__(self, rows: pa.Table):
-        # One batch: a take across the ~100 batches LanceDB returns costs 1.4 ms, on one 0.05 ms.
-        self._rows = rows.combine_chunks()
-        self._row_of = {key: row for row, key in enumerate(_keys(rows))}
-
-    @classmethod
-    async def load(cls, table: lancedb.AsyncTable) -> HitDetails:
-        """The details of the version `table` has checked out (a table read once, a few columns); the
-        batches are combined and the key map built in a thread, off the event loop."""
-        return await asyncio.to_thread(cls, await table.query().select(HIT_COLUMNS).to_arrow())
-
-    def __len__(self) -> int:
-        return len(self._row_of)
-
-    def __contains__(self, key: TokenKey) -> bool:
-        return key in self._row_of
-
-    def rows(self, keys: Sequence[TokenKey]) -> list[dict[str, Any]]:
-        """The HIT_COLUMNS of each key, in order (KeyError for a key this version does not hold)."""
-        return self._rows.take(pa.array([self._row_of[key] for key in keys], pa.int64())).to_pylist()
 
 
 def _timings(started: float, encoded: float) -> dict[str, float]:
@@ -203,9 +109,9 @@ def _timings(started: float, encoded: float) -> dict[str, float]:
     }
 
 
-def _check_k(k: int) -> None:
-    if not 1 <= k <= MAX_K:
-        raise SearchError(f"k must be between 1 and {MAX_K}, got {k}")
+def _check_k(k: int, most: int = MAX_K) -> None:
+    if not 1 <= k <= most:
+        raise SearchError(f"k must be between 1 and {most}, got {k}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +124,8 @@ class IndexVersion:
     details: HitDetails | None  # None: the table outgrew `details_max_rows`; queries fetch the columns
     model: EmbeddingModel
     has_text_index: bool
+    ranking: RankingIndex | None = None  # None: the table outgrew `RANKING_MAX_ROWS`; described falls back to filters
+    parser: QueryParser | None = None
 
     @classmethod
     async def load(
@@ -249,9 +157,21 @@ class IndexVersion:
             # Loaded now rather than partition by partition by the first queries (30-45 ms each, not 10).
             await table.prewarm_index(index.name)
         has_text_index = any(index.columns == [CAPTION_COLUMN] for index in indexes)
-        in_memory = await table.count_rows() <= details_max_rows
-        details = await HitDetails.load(table) if in_memory else None
-        return cls(table, await table.version(), details, model, has_text_index)
+        rows = await table.count_rows()
+        details, ranking = None, None
+        if rows <= min(details_max_rows, RANKING_MAX_ROWS):
+            table_rows = await table.query().select([*HIT_COLUMNS, VECTOR_COLUMN]).to_arrow()
+            details, ranking = await asyncio.to_thread(_details_and_ranking, table_rows)
+        elif rows <= details_max_rows:
+            details = await HitDetails.load(table)
+        parser = QueryParser(ranking.vocabulary) if ranking is not None else None
+        return cls(table, await table.version(), details, model, has_text_index, ranking, parser)
+
+
+def _details_and_ranking(rows: pa.Table) -> tuple[HitDetails, RankingIndex]:
+    """Both in-memory structures from one read of the table (their rows in the same order)."""
+    subject_nouns = {name: template_for(name).subject_noun for name in set(rows["collection"].to_pylist())}
+    return HitDetails(rows), RankingIndex.from_table(rows, subject_nouns=subject_nouns)
 
 
 class NftSearch:
@@ -283,6 +203,7 @@ class NftSearch:
         self._checked_at = time.monotonic()
         self._refreshing: asyncio.Task[bool] | None = None
         self._unusable_version: int | None = None
+        self._query_vectors: dict[tuple[str, str], np.ndarray] = {}  # insertion order = least recent first
 
     @classmethod
     async def open(
@@ -377,6 +298,111 @@ class NftSearch:
             timings_ms=_timings(started, encoded),
         )
 
+    async def described(
+        self,
+        query: str,
+        k: int = 10,
+        offset: int = 0,
+        collection: str | None = None,
+        traits: Sequence[str] = (),
+        not_traits: Sequence[str] = (),
+        collapse: bool = False,
+        facets: bool = True,
+        most: int = MAX_K,
+    ) -> SearchResults:
+        """Tokens matching what `query` describes: the traits it names (see query.py) required, or
+        boosting when fewer than k tokens carry them all; ranked by the query's text embedding within.
+
+        `traits` and `not_traits` are TYPE=VALUE filters (alternatives joined by "|") that must hold or
+        must not; `offset` pages; `collapse` shows identical pictures once; `most` caps k (exports).
+        """
+        started = time.perf_counter()
+        _check_k(k, most)
+        if offset < 0:
+            raise SearchError(f"offset must be 0 or more, got {offset}")
+        index = await self._current()
+        if index.ranking is None or index.parser is None:
+            results = await self.text(query, k, collection, traits)
+            return SearchResults(results.hits, "text", [*results.notices, "index too large for trait understanding: embedding search"], results.timings_ms)
+        ranking, parser = index.ranking, index.parser
+        query, notices = _clean_query(query, index.model, allow_empty=bool(traits or not_traits or collection))
+        interpretation = parser.parse(query) if query else Interpretation("", (), ())
+        # Every word understood: the traits say it all, and the text encoder (most of a query's time)
+        # is skipped; the matching tokens are ordered by how typical they are of the matching set.
+        understood = not interpretation.residual
+        similarities = None if understood else ranking.similarities(self._query_vector(index, query))
+        encoded = time.perf_counter()
+        filter_chips = [*_filter_chips(ranking, traits, False), *_filter_chips(ranking, not_traits, True)]
+        allowed = np.ones(ranking.n_rows, bool)
+        if collection:
+            allowed &= ranking.collection_mask([collection])
+        collections = [chip.collection for chip in interpretation.chips if chip.kind == "collection" and not chip.negated]
+        if collections:
+            allowed &= ranking.collection_mask(collections)
+        constraints, constraint_chips = [], []
+        for chip in [*interpretation.chips, *filter_chips]:
+            if chip.kind == "collection" and chip.negated:
+                allowed &= ~ranking.collection_mask([chip.collection])
+            elif chip.kind == "trait" and chip.negated:
+                allowed &= ~ranking.traits_mask(chip.traits)
+            elif chip.kind == "trait" and chip.source == "filter":
+                allowed &= ranking.traits_mask(chip.traits)
+            elif chip.kind == "trait":
+                constraints.append(ranking.traits_mask(chip.traits))
+                constraint_chips.append(chip)
+        if not collection and not collections:
+            allowed = ranking.best_collections(constraints, allowed)
+        if similarities is None:
+            similarities = ranking.typicality(constraints, allowed)
+        ranked = ranking.rank(similarities, constraints, allowed, offset, k, collapse)
+        facet_counts = None
+        if facets:
+            strict = allowed.copy()
+            for mask in constraints:
+                strict &= mask
+            facet_counts = ranking.facets(strict)
+        keys = [(ranking.collection_names[ranking.collection_codes[row]], row) for row in ranked.rows]
+        rows = index.details.rows_at([row for _, row in keys]) if index.details is not None else []
+        hits = [
+            SearchHit(
+                offset + rank,
+                float(similarity),
+                float(similarity),
+                **{column: row[column] for column in HIT_COLUMNS},
+                matched=[chip.text for chip, met in zip(constraint_chips, ranked.met[rank - 1], strict=True) if met],
+                duplicates=int(ranked.duplicates[rank - 1]),
+                outline_traits=ranking.matched_traits(position, constraint_chips),
+            )
+            for rank, (similarity, row, position) in enumerate(zip(ranked.similarities, rows, ranked.rows, strict=True), 1)
+        ]
+        if constraints and ranked.exact < min(k + offset, ranked.total):
+            notices.append(
+                f"only {ranked.exact} tokens carry every trait understood; the rest carry some of them"
+            )
+        shown = Interpretation(query, (*interpretation.chips, *filter_chips), interpretation.residual)
+        return SearchResults(
+            hits=hits,
+            mode="described" if not understood else "described (by traits)",
+            notices=notices,
+            timings_ms=_timings(started, encoded),
+            interpretation=shown.to_json(ranking.vocabulary),
+            total=ranked.total,
+            exact=ranked.exact,
+            offset=offset,
+            facets=facet_counts,
+        )
+
+    def _query_vector(self, index: IndexVersion, query: str) -> np.ndarray:
+        """The query's text embedding, remembered per model (paging and facet clicks repeat a query)."""
+        key = (index.model.run_id, query)
+        vector = self._query_vectors.pop(key, None)
+        if vector is None:
+            vector = index.model.embed_texts([query])[0]
+        self._query_vectors[key] = vector
+        while len(self._query_vectors) > QUERY_VECTORS_KEPT:
+            self._query_vectors.pop(next(iter(self._query_vectors)))
+        return vector
+
     async def similar_to_token(
         self,
         collection: str,
@@ -389,7 +415,7 @@ class NftSearch:
         started = time.perf_counter()
         _check_k(k)
         index = await self._current()
-        rows = await _token_rows(index.table, collection, token_id, [VECTOR_COLUMN])
+        rows = await token_rows(index.table, collection, token_id, [VECTOR_COLUMN])
         if not rows:
             raise UnknownToken(f"token {collection}/{token_id} is not in the index (check the collection slug and id)")
         where = filter_sql(in_collection, traits, exclude=(collection, token_id))
@@ -425,12 +451,12 @@ class NftSearch:
         if index.details is not None:
             rows = index.details.rows([key]) if key in index.details else []
         else:
-            rows = await _token_rows(index.table, collection, token_id, HIT_COLUMNS)
-        return _hit(0, 1.0, 1.0, rows[0]) if rows else None
+            rows = await token_rows(index.table, collection, token_id, HIT_COLUMNS)
+        return hit_from_row(0, 1.0, 1.0, rows[0]) if rows else None
 
     async def png_path(self, collection: str, token_id: str) -> str | None:
         """The standardized PNG the index records for a token (as written: absolute or data-dir relative)."""
-        rows = await _token_rows((await self._current()).table, collection, token_id, ["png_path"])
+        rows = await token_rows((await self._current()).table, collection, token_id, ["png_path"])
         return rows[0]["png_path"] if rows else None
 
     async def collections(self) -> list[dict[str, Any]]:
@@ -446,9 +472,9 @@ class NftSearch:
         shown = KEY_COLUMNS if index.details is not None else HIT_COLUMNS
         by_vector, by_words = await asyncio.gather(
             nearest_keys(index.table, vector, candidates, self.settings, where, shown),
-            _matching_captions(index.table, query, candidates, where, shown),
+            matching_captions(index.table, query, candidates, where, shown),
         )
-        vector_keys, word_keys = _keys(by_vector), _keys(by_words)
+        vector_keys, word_keys = keys_of(by_vector), keys_of(by_words)
         similarity = dict(zip(vector_keys, (1.0 - d for d in by_vector["_distance"].to_pylist()), strict=True))
         for key, stored in zip(word_keys, by_words[VECTOR_COLUMN].to_pylist(), strict=True):
             similarity.setdefault(key, float(np.dot(np.asarray(stored), vector)))
@@ -459,17 +485,31 @@ class NftSearch:
             rows = {
                 key: row
                 for found in (by_words, by_vector)
-                for key, row in zip(_keys(found), found.to_pylist(), strict=True)
+                for key, row in zip(keys_of(found), found.to_pylist(), strict=True)
             }
         wanted = _comparable(query)
         exact = {key for key, row in rows.items() if wanted in (_comparable(row["caption"]), _comparable(row["name"]))}
         order = sorted(fused, key=lambda key: (key not in exact, -fused[key], key))
-        return [_hit(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
+        return [hit_from_row(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
 
 
-def _clean_query(query: str, model: EmbeddingModel) -> tuple[str, list[str]]:
+def _filter_chips(ranking: RankingIndex, filters: Sequence[str], negated: bool) -> list[Chip]:
+    """`trait=`/`not_trait=` filters as chips (so the page shows them beside the understood ones)."""
+    chips = []
+    for text in filters:
+        try:
+            ids = tuple(ranking.filter_traits(text))
+        except ValueError as error:
+            raise SearchError(str(error)) from None
+        chips.append(Chip("trait", text, (0, 0), text, negated, None, ids, (), "filter"))
+    return chips
+
+
+def _clean_query(query: str, model: EmbeddingModel, allow_empty: bool = False) -> tuple[str, list[str]]:
     notices = []
     query = " ".join(query.split())
+    if not query and allow_empty:
+        return query, notices
     if not query:
         raise SearchError('empty query: type what you are looking for, e.g. "female with blonde bob and earring"')
     if len(query) > MAX_QUERY_CHARS:
@@ -482,78 +522,6 @@ def _clean_query(query: str, model: EmbeddingModel) -> tuple[str, list[str]]:
             "(start and end markers included) and ignored the rest"
         )
     return query, notices
-
-
-async def _token_rows(table: lancedb.AsyncTable, collection: str, token_id: str, columns: list[str]) -> list[dict]:
-    where = f"collection = {sql_literal(collection)} AND token_id = {sql_literal(token_id)}"
-    return (await table.query().where(where).select(columns).limit(1).to_arrow()).to_pylist()
-
-
-async def _matching_captions(
-    table: lancedb.AsyncTable, query: str, limit: int, where: str | None, columns: Sequence[str]
-) -> pa.Table:
-    """`columns` and the vectors of rows whose captions share words with `query`, best BM25 first
-    (a match query: no query syntax)."""
-    search = (
-        table.query()
-        .nearest_to_text(MatchQuery(query, CAPTION_COLUMN))
-        .select([*columns, VECTOR_COLUMN, "_score"])
-        .limit(limit)
-    )
-    if where:
-        search = search.where(where)
-    return await search.to_arrow()
-
-
-async def nearest_keys(
-    table: lancedb.AsyncTable,
-    vector: np.ndarray,
-    limit: int,
-    settings: AnnSettings = DEFAULT_ANN,
-    where: str | None = None,
-    columns: Sequence[str] = KEY_COLUMNS,
-) -> pa.Table:
-    """`columns` (the keys by default) and cosine distances (`_distance`) of the `limit` rows nearest
-    to `vector`, filtered by `where` first.
-
-    With a vector index, `nprobes` partitions are searched and the quantized candidates re-ranked
-    with the stored vectors, so distances are exact; without one, every row is compared.
-    """
-    query = (
-        table.query()
-        .nearest_to(vector)
-        .distance_type("cosine")
-        .nprobes(settings.nprobes)
-        .refine_factor(settings.refine_factor)
-        .select([*columns, "_distance"])
-        .limit(limit)
-    )
-    if where:
-        query = query.where(where)
-    return await query.to_arrow()
-
-
-async def nearest_hits(
-    table: lancedb.AsyncTable,
-    details: HitDetails | None,
-    vector: np.ndarray,
-    limit: int,
-    settings: AnnSettings = DEFAULT_ANN,
-    where: str | None = None,
-) -> list[SearchHit]:
-    """The `limit` hits nearest to `vector`, ranked by cosine similarity (= 1 - cosine distance).
-
-    `details` must be of the version `table` has checked out; without them the query fetches the
-    shown columns itself (about 1 ms a column).
-    """
-    if details is not None:
-        nearest = await nearest_keys(table, vector, limit, settings, where)
-        rows = details.rows(_keys(nearest))
-    else:
-        nearest = await nearest_keys(table, vector, limit, settings, where, HIT_COLUMNS)
-        rows = nearest.select(HIT_COLUMNS).to_pylist()
-    similarities = [1.0 - distance for distance in nearest["_distance"].to_pylist()]
-    return [_hit(rank, sim, sim, row) for rank, (sim, row) in enumerate(zip(similarities, rows, strict=True), 1)]
 
 
 def _recorded_model_dir(data_dir: Path, run_id: str, recorded: str) -> Path:
@@ -579,61 +547,3 @@ def _open_image(image: Path | bytes) -> Image.Image:
         raise SearchError(f"no image at {image}") from error
     except (OSError, Image.DecompressionBombError) as error:
         raise SearchError(f"not a readable image: {error}") from error
-
-
-# ---------------------------------------------------------------- `nft-pipeline search`
-
-
-def _split_token(text: str) -> TokenKey:
-    collection, separator, token_id = text.rpartition("/")
-    if not separator or not collection or not token_id:
-        raise SearchError(f"--similar-to takes COLLECTION/TOKEN_ID, e.g. cryptopunks/1234, got {text!r}")
-    return collection, token_id
-
-
-async def _run_search(args: argparse.Namespace) -> SearchResults:
-    # `--trait Type=Female 2` arrives as ["Type=Female", "2"]: the words after the flag are one trait.
-    traits = [" ".join(words) for words in args.trait]
-    search = await NftSearch.open(args.data_dir or default_data_dir(), args.model_dir)
-    if args.similar_to:
-        collection, token_id = _split_token(args.similar_to)
-        return await search.similar_to_token(collection, token_id, args.k, args.collection, traits)
-    if args.similar_to_image:
-        return await search.similar_to_image(args.similar_to_image, args.k, args.collection, traits)
-    if args.query is None:
-        raise SearchError("give a query, --similar-to COLLECTION/TOKEN_ID or --similar-to-image PATH")
-    return await search.text(args.query, args.k, args.collection, traits, args.hybrid)
-
-
-def results_table(results: SearchResults) -> str:
-    """The hits as an aligned terminal table: rank, score, collection, token_id, name, caption."""
-    return text_table(
-        [
-            {
-                "rank": hit.rank,
-                "score": f"{hit.score:.4f}",
-                "collection": hit.collection,
-                "token_id": hit.token_id,
-                "name": hit.name or "",
-                "caption": hit.caption,
-            }
-            for hit in results.hits
-        ]
-    )
-
-
-def search_command(args: argparse.Namespace) -> None:
-    """`nft-pipeline search`: print the hits as a table; bad input prints why and exits with status 2."""
-    try:
-        results = asyncio.run(_run_search(args))
-    except (SearchError, IndexMissing) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    for notice in results.notices:
-        print(f"note: {notice}")
-    print(results_table(results))
-    timings = results.timings_ms
-    print(
-        f"\n{len(results.hits)} results in {timings['total']:.1f} ms "
-        f"(encode {timings['encode']:.1f} ms, search {timings['search']:.1f} ms)"
-    )

@@ -21,7 +21,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -159,6 +158,8 @@ class DataLayout:
         On object storage DuckDB reads through the root's fsspec filesystem, registered on the
         connection (its own `httpfs` extension would need a download and separate credentials).
         """
+        import duckdb  # 20 MB of native code, and absent on training machines: loaded by the steps that query
+
         with duckdb.connect() as con:
             if not self.is_local:
                 con.register_filesystem(self.location.fs)

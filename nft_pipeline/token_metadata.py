@@ -155,6 +155,8 @@ class TokenRecord:
     metadata_source: str = "none"  # inline | token_uri | none
     metadata_status: str = "missing"
     metadata_error: str | None = None
+    alchemy_cached_url: str | None = None
+    alchemy_png_url: str | None = None
 
     def apply_metadata(self, parsed: ParsedMetadata, source: str, fallback_image: str | None = None) -> None:
         """Fill the metadata-derived columns from a parse outcome."""

@@ -21,6 +21,9 @@ _CID_V1_BASE32 = re.compile(r"b[a-z2-7]{58,}")
 _CID_V1_BASE58 = re.compile(rf"z[{_BASE58}]{{46,}}")
 _ARWEAVE_TX = re.compile(r"[A-Za-z0-9_-]{43}")
 _IPFS_PATH = re.compile(r"^/ipfs/([^/?#]+)(/[^?#]*)?")
+# A subdomain gateway: https://<cid>.ipfs.<gateway host>/<path> (dweb.link, w3s.link, nftstorage.link, ...).
+_IPFS_SUBDOMAIN = re.compile(r"^([a-z0-9]+)\.ipfs\.[^/]+$")
+ERC1155_ID = "{id}"
 
 
 class InvalidUri(ValueError):
@@ -81,6 +84,15 @@ def decode_data_uri(uri: str, max_bytes: int) -> DataUri:
     return DataUri(media_type=media_type, body=body)
 
 
+def substitute_token_id(uri: str, token_id: str) -> str:
+    """An ERC-1155 URI with its `{id}` placeholder replaced by the token id as the standard says:
+    64 lower-case hex digits, zero-padded, no `0x` (token 1 -> `000...001`). Other URIs as they are;
+    `token_id` is decimal text (`token_metadata.token_id_text`)."""
+    if ERC1155_ID not in uri or not token_id.isdigit():
+        return uri
+    return uri.replace(ERC1155_ID, format(int(token_id), "064x"))
+
+
 def _ipfs_candidates(cid_and_path: str, gateways: tuple[str, ...]) -> tuple[str, ...]:
     cid, _, path = cid_and_path.lstrip("/").partition("/")
     if not is_valid_cid(cid):
@@ -124,10 +136,14 @@ def resolve_uri(
         parsed = urllib.parse.urlsplit(uri)
         if not parsed.hostname:
             raise InvalidUri("http(s) URI without a host")
+        # A pinned gateway host may be dead or rate-limited: our gateways first, it last.
         match = _IPFS_PATH.match(parsed.path)
         if match and is_valid_cid(match.group(1)):
-            # A pinned gateway host may be dead or rate-limited: our gateways first, it last.
             ours = _ipfs_candidates(parsed.path[len("/ipfs/") :], ipfs_gateways) if ipfs_gateways else ()
+            return Candidates(tuple(dict.fromkeys((*ours, uri))))
+        subdomain = _IPFS_SUBDOMAIN.match(parsed.hostname)
+        if subdomain and is_valid_cid(subdomain.group(1)):
+            ours = _ipfs_candidates(subdomain.group(1) + parsed.path, ipfs_gateways) if ipfs_gateways else ()
             return Candidates(tuple(dict.fromkeys((*ours, uri))))
         return Candidates((uri,))
     if not scheme and is_valid_cid(uri.split("/", 1)[0]):

@@ -121,6 +121,9 @@ def test_the_index_follows_refreshed_partitions_and_new_models_once_a_model_exis
             materialize(nft_index, partition=slug)
         assert tick() == set()  # indexed: nothing changed since
 
+        assert job.execute_in_process(partition_key="cryptopunks", instance=instance).success
+        assert tick() == set()  # a refresh that changed nothing: same data versions, no index run
+
         gateway.set_supply("nouns", 15)  # the daily refresh finds 3 new nouns
         assert job.execute_in_process(partition_key="nouns", instance=instance).success
         assert tick() == {"nouns"}

@@ -5,14 +5,11 @@ repository's `dagster.yaml` (so the real instance configuration is exercised): t
 (`python -m nft_pipeline.cli gateway`), then `dagster asset materialize` twice. The test then reads
 the Parquet tables and the instance's event log.
 
-The runs use the in-process executor (`--config-json`): the default multiprocess executor starts
-one Python per step, and each re-imports the definitions (torch, transformers), which more than
-doubles the time on a 2-core machine without testing anything more about partitions.
+The runs use the definitions' default executor, in process (docs/scale.md, "Cheap runs per collection").
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -30,7 +27,6 @@ from nft_pipeline.storage import DataLayout
 
 REPO = Path(__file__).resolve().parent.parent
 SUPPLIES = {"cryptopunks": 200, "nouns": 20, "mixedmedia": 20}
-IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})
 PARTITIONED = ["tokens", "raw_media", "standardized_images", "captions", "components"]
 
 
@@ -105,9 +101,9 @@ def test_backfill_one_collection_from_the_cli(tmp_path, monkeypatch):
     dagster = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "nft_pipeline.definitions"]
     with gateway_process(SUPPLIES, tmp_path / "gateway.log") as url:
         env["NFT_PIPELINE_GATEWAY_URL"] = url
-        run_cli([*dagster, "--select", "collections", "--config-json", IN_PROCESS], env, tmp_path / "collections.log")
+        run_cli([*dagster, "--select", "collections"], env, tmp_path / "collections.log")
         run_cli(
-            [*dagster, "--select", "tokens,raw_media", "--partition", "cryptopunks", "--config-json", IN_PROCESS],
+            [*dagster, "--select", "tokens,raw_media", "--partition", "cryptopunks"],
             env,
             tmp_path / "backfill.log",
         )

@@ -80,7 +80,7 @@ def test_closed_form_matches_naive_on_real_collection_features(tmp_path) -> None
     them: untrained, so every pair is nearly alike (the hard case for the closed form), then pooled."""
     punks, _ = punks_inputs(range(300), tmp_path / "punks")
     nouns, _ = nouns_inputs(range(120), tmp_path / "nouns")
-    bundle = build_tiny_clip(TINY, [example.caption.caption for example in punks + nouns])
+    bundle = build_tiny_clip(TINY)
     embedded = {
         name: embed_examples(bundle, examples, tmp_path / "embedded" / name, TINY)
         for name, examples in (("cryptopunks", punks), ("nouns", nouns))

@@ -25,11 +25,11 @@ import pytest
 import torch
 
 from nft_pipeline.cli import main as run_cli
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
     TABLE_NAME,
     VECTOR_COLUMN,
     AnnSettings,
-    EmbeddingModel,
     IndexMissing,
     embeddings_schema,
     ensure_indexes,

@@ -25,7 +25,7 @@ from nft_pipeline.train.masking import MaskingSettings, apply_masking, choose_ta
 from nft_pipeline.train.model import ImagePreprocessing
 from nft_pipeline.train.prepared import PreparedImage, build_prepared_store, prepare_image
 from nft_pipeline.train.sample_data import nouns_inputs, punks_inputs
-from nft_pipeline.train.tokenizer import train_clip_tokenizer
+from nft_pipeline.clip_tokenizer import clip_tokenizer
 
 WHITE = (255, 255, 255)
 SIZE = 64  # 512 / 8: each model pixel is exactly an 8 x 8 block of the standardized image
@@ -166,7 +166,7 @@ def test_draws_are_keyed_by_seed_epoch_and_example():
 def test_evaluation_never_masks_while_training_does(nouns, tmp_path):
     examples, components, _ = nouns
     config = TrainConfig(masking_mode="each", masking_probability=1.0, num_workers=0, batch_size=4, eval_batch_size=3)
-    tokenizer = train_clip_tokenizer([example.caption.caption for example in examples], 600)
+    tokenizer = clip_tokenizer()
     collator = PairCollator(tokenizer, config.context_length, PREPROCESSING)
     store = build_prepared_store(image_sources(examples), components, PREPROCESSING, WHITE, tmp_path / "store", 0)
     unmasked = collator(
@@ -192,7 +192,7 @@ def test_evaluation_never_masks_while_training_does(nouns, tmp_path):
 def test_masking_draws_follow_the_epoch_even_inside_persistent_workers(nouns, tmp_path):
     """Workers never see a set_epoch made in the main process: the epoch must travel with each index."""
     examples, components, _ = nouns
-    tokenizer = train_clip_tokenizer([example.caption.caption for example in examples], 600)
+    tokenizer = clip_tokenizer()
     collator = PairCollator(tokenizer, 77, PREPROCESSING)
     store = build_prepared_store(image_sources(examples), components, PREPROCESSING, WHITE, tmp_path / "store", 0)
 

@@ -4,6 +4,7 @@ sample slices; then the index searched through the library and the `nft-pipeline
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from nft_pipeline.storage import DataLayout, read_table, write_table
 from nft_pipeline.train.tables import trained_run
 from resources import local_resources
 from tests.conftest import temp_instance
+from tests.tiny_model import TINY
 
 SUPPLIES = {"cryptopunks": 160, "nouns": 120, "mixedmedia": 80}
 REPO = Path(__file__).resolve().parent.parent
@@ -85,12 +87,48 @@ def test_captions_and_components_cover_the_collections(pipeline):
     assert ok["cryptopunks"] >= 5 and ok["nouns"] >= 5
 
 
-def test_clip_model_trains_and_records_its_run(pipeline):
-    layout, instance, resources = pipeline["layout"], pipeline["instance"], pipeline["resources"]
-    config = {"ops": {"clip_model": {"config": {"collections": ["cryptopunks", "nouns"], "epochs": 2, "batch_size": 32}}}}
-    result = dg.materialize([asset("clip_model")], instance=instance, resources=resources, run_config=config)
-    assert result.success
-    checks = check_evaluations(result)
+# Explicit, so the test does not move with TrainConfig's defaults (made for fine-tuning a pretrained
+# CLIP); the tests' small tiny shape (tests/tiny_model.py), so training takes seconds, not minutes.
+TRAINING = {
+    "collections": ["cryptopunks", "nouns"],
+    "epochs": 2,
+    "batch_size": 32,
+    "split": "by_token",
+    "learning_rate": 1e-3,
+    "num_workers": 0,
+    **{name: getattr(TINY, name) for name in ("tiny_image_size", "tiny_patch_size", "tiny_width", "tiny_layers", "tiny_heads", "tiny_projection_dim")},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(pipeline) -> dg.ExecuteInProcessResult:
+    """`clip_model` materialized once per module, for whichever test needs a model first (any order)."""
+    config = {"ops": {"clip_model": {"config": TRAINING}}}
+    return dg.materialize([asset("clip_model")], instance=pipeline["instance"], resources=pipeline["resources"], run_config=config)
+
+
+@pytest.fixture(scope="module")
+def indexed(pipeline, trained) -> None:
+    """Every partition indexed with the trained model, for the tests that search."""
+    for slug in SUPPLIES:
+        assert materialize_index(pipeline, slug).success, slug
+
+
+def test_clip_model_config_is_train_config_field_for_field():
+    from assets.model import ClipModelConfig
+    from nft_pipeline.train.config import TrainConfig
+
+    defaults = ClipModelConfig()
+    assert set(ClipModelConfig.model_fields) == {f.name for f in dataclasses.fields(TrainConfig)} | {"collections", "max_examples"}
+    assert defaults.train_config() == TrainConfig()  # same defaults: the asset and the library cannot drift
+    changed = ClipModelConfig(epochs=4, split_ratios=[0.7, 0.1, 0.2], split="by_token").train_config()
+    assert (changed.epochs, changed.split_ratios, changed.split) == (4, (0.7, 0.1, 0.2), "by_token")
+
+
+def test_clip_model_trains_and_records_its_run(pipeline, trained):
+    layout = pipeline["layout"]
+    assert trained.success
+    checks = check_evaluations(trained)
     assert sorted(checks) == ["fine_tuned_metrics_present", "losses_finite", "run_finished"]
     assert all(check.passed for check in checks.values())
     assert checks["run_finished"].metadata["rows"].value == checks["run_finished"].metadata["expected"].value == 2
@@ -99,7 +137,8 @@ def test_clip_model_trains_and_records_its_run(pipeline):
     assert 0.0 <= run["fine_tuned_t2i_r10"] <= 1.0
     epochs = layout.query("SELECT epoch, train_loss FROM {training_epochs} ORDER BY epoch").to_pylist()
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[1]["train_loss"] < epochs[0]["train_loss"]
-    assert (layout.root / "models" / run["run_id"] / "model" / "config.json").exists() or run["model_dir"]
+    model_dir = layout.root / "models" / run["run_id"] / "model"
+    assert Path(run["model_dir"]) == model_dir and (model_dir / "config.json").exists()
     assert trained_run(layout) == trained_run(layout, run["run_id"]) == run  # the model nft_index and cvi_report use
     with pytest.raises(LookupError, match="'elsewhere'"):
         trained_run(layout, "elsewhere")
@@ -110,7 +149,7 @@ def test_without_a_training_run_there_is_no_model_to_use(tmp_path):
         trained_run(DataLayout(tmp_path / "data"))
 
 
-def test_cvi_report_names_every_collection_for_both_models(pipeline):
+def test_cvi_report_names_every_collection_for_both_models(pipeline, trained):
     layout, instance, resources = pipeline["layout"], pipeline["instance"], pipeline["resources"]
     result = dg.materialize([asset("cvi_report")], instance=instance, resources=resources)
     assert result.success
@@ -150,7 +189,7 @@ def ok_images(layout: DataLayout) -> dict[str, int]:
     return {r["collection"]: r["n"] for r in rows.to_pylist()}
 
 
-def test_nft_index_holds_one_row_per_ok_image_even_when_rerun(pipeline):
+def test_nft_index_holds_one_row_per_ok_image_even_when_rerun(pipeline, trained):
     layout = pipeline["layout"]
     db_path = lance_path(layout.root)
     expected = ok_images(layout)
@@ -170,13 +209,13 @@ def test_nft_index_holds_one_row_per_ok_image_even_when_rerun(pipeline):
     rerun = materialize_index(pipeline, "cryptopunks")
     assert rerun.success
     metadata = rerun.asset_materializations_for_node("nft_index")[0].metadata
-    assert (metadata["inserted"].value, metadata["deleted"].value) == (0, 0)
-    assert metadata["updated"].value == expected["cryptopunks"]
+    assert (metadata["inserted"].value, metadata["updated"].value, metadata["deleted"].value) == (0, 0, 0)
+    assert (metadata["embedded"].value, metadata["unchanged"].value) == (0, expected["cryptopunks"])  # nothing changed
     assert metadata["rows_in_table"].value == table.count_rows() == sum(expected.values())
     assert {slug: partition_row_count(db_path, slug) for slug in SUPPLIES} == expected
 
 
-def test_the_index_answers_text_and_similar_token_queries(pipeline):
+def test_the_index_answers_text_and_similar_token_queries(pipeline, indexed):
     caption = "CryptoPunk #0: a Female 2 with a Blonde Bob, Green Eye Shadow and an Earring."
 
     async def queries():
@@ -202,7 +241,7 @@ def start_cli(*argv: str) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def test_search_command_prints_a_table_or_names_the_missing_asset(pipeline, tmp_path):
+def test_search_command_prints_a_table_or_names_the_missing_asset(pipeline, indexed, tmp_path):
     found = start_cli("search", "female with blonde bob", "-k", "4", "--data-dir", str(pipeline["layout"].root))
     missing = start_cli("search", "female with blonde bob", "--data-dir", str(tmp_path))
     (out, err), (missing_out, missing_err) = found.communicate(timeout=300), missing.communicate(timeout=300)
@@ -216,7 +255,7 @@ def test_search_command_prints_a_table_or_names_the_missing_asset(pipeline, tmp_
     assert "materialize the `nft_index` asset" in missing_err
 
 
-def test_index_check_fails_with_numbers_when_images_lack_captions(pipeline):
+def test_index_check_fails_with_numbers_when_images_lack_captions(pipeline, trained):
     layout = pipeline["layout"]
     path = layout.partition_path("captions", "mixedmedia")
     captions = read_table(path, schemas.CAPTIONS)
@@ -234,16 +273,20 @@ def test_index_check_fails_with_numbers_when_images_lack_captions(pipeline):
     assert partition_row_count(lance_path(layout.root), "mixedmedia") == expected
 
 
-def test_a_collection_without_ok_images_indexes_zero_rows(pipeline):
+def test_a_collection_without_ok_images_indexes_zero_rows(pipeline, indexed):
     layout, instance = pipeline["layout"], pipeline["instance"]
     images = read_table(layout.partition_path("standardized_images", "mixedmedia"), schemas.STANDARDIZED_IMAGES)
     broken = images.set_column(0, "collection", pa.array(["broken"] * images.num_rows))
     broken = broken.set_column(broken.schema.get_field_index("status"), "status", pa.array(["no_source"] * images.num_rows))
     write_table(broken, layout.partition_path("standardized_images", "broken"), schemas.STANDARDIZED_IMAGES)
     instance.add_dynamic_partitions(collection_partitions.name, ["broken"])
-    rows_before = open_table(lance_path(layout.root)).count_rows()
-    result = materialize_index(pipeline, "broken")
-    assert result.success and check_evaluations(result)["index_rows_equal_images"].passed
-    metadata = result.asset_materializations_for_node("nft_index")[0].metadata
-    assert metadata["dagster/row_count"].value == metadata["ok_images"].value == 0
-    assert metadata["rows_in_table"].value == rows_before == sum(ok_images(layout).values())
+    try:
+        rows_before = open_table(lance_path(layout.root)).count_rows()
+        result = materialize_index(pipeline, "broken")
+        assert result.success and check_evaluations(result)["index_rows_equal_images"].passed
+        metadata = result.asset_materializations_for_node("nft_index")[0].metadata
+        assert metadata["dagster/row_count"].value == metadata["ok_images"].value == 0
+        assert metadata["rows_in_table"].value == rows_before == sum(ok_images(layout).values())
+    finally:  # leave the module's pipeline as the other tests expect it, whatever runs next
+        instance.delete_dynamic_partition(collection_partitions.name, "broken")
+        layout.partition_path("standardized_images", "broken").unlink()

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from nft_pipeline.uris import Candidates, DataUri, InvalidUri, is_valid_cid, resolve_uri
+from nft_pipeline.uris import Candidates, DataUri, InvalidUri, is_valid_cid, resolve_uri, substitute_token_id
 
 CID0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 CID1 = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
@@ -74,3 +74,17 @@ def test_cid_validation():
     assert is_valid_cid(CID0) and is_valid_cid(CID1)
     assert not is_valid_cid("bafy" + "1" * 55)  # '1' is not base32
     assert not is_valid_cid("Qm" + "0" * 44)  # '0' is not base58
+
+
+def test_a_subdomain_gateway_url_resolves_to_our_gateways_first():
+    [*ours, last] = resolve(f"https://{CID1}.ipfs.nftstorage.link/art/9.png").urls
+    assert ours == [f"https://gw1.example/ipfs/{CID1}/art/9.png", f"https://gw2.example/ipfs/{CID1}/art/9.png"]
+    assert last == f"https://{CID1}.ipfs.nftstorage.link/art/9.png"
+    # Not a CID in front of `.ipfs.`: an ordinary host.
+    assert resolve("https://notacid.ipfs.example.org/9.png").urls == ("https://notacid.ipfs.example.org/9.png",)
+
+
+def test_erc1155_id_placeholders_become_64_lower_case_hex_digits():
+    assert substitute_token_id("https://api.example/{id}.json", "1") == "https://api.example/" + "0" * 63 + "1.json"
+    assert substitute_token_id("ipfs://x/{id}", "255").endswith("/" + "0" * 62 + "ff")
+    assert substitute_token_id("https://api.example/1.json", "1") == "https://api.example/1.json"

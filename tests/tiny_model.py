@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
+from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.index import (
-    EmbeddingModel,
     embedding_rows,
     ensure_indexes,
     index_inputs_from_examples,
@@ -31,7 +31,6 @@ TINY = TrainConfig(
     tiny_layers=2,
     tiny_heads=2,
     tiny_projection_dim=32,
-    tiny_vocab_size=800,
     split="by_token",
     num_workers=0,
     eval_batch_size=16,

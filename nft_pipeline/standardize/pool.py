@@ -35,6 +35,7 @@ from dataclasses import replace
 from itertools import islice
 from types import FrameType
 
+from nft_pipeline.cpus import usable_cpus
 from nft_pipeline.location import Location, write_bytes_atomic
 from nft_pipeline.standardize.core import standardize_image
 from nft_pipeline.standardize.model import (
@@ -76,7 +77,7 @@ def standardize_many(
     A failed job has no PNG: any file left at its path by an earlier run is removed, so the
     directory always matches the rows.
     """
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cpus()
     chunks = _chunked(iter(jobs), chunk_size)
     while True:
         suspects = yield from _run_pool(chunks, settings, out_dir, workers)

@@ -12,17 +12,20 @@ from __future__ import annotations
 import io
 import math
 from fractions import Fraction
-
-import av
-from av.container import InputContainer
-from av.video.stream import VideoStream
+from typing import TYPE_CHECKING
 
 from nft_pipeline.standardize.frame import Frame, check_pixels, choose_frame
 from nft_pipeline.standardize.model import Rejected, StandardizeSettings, Status
 
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.stream import VideoStream
+
 
 def decode_video(data: bytes, settings: StandardizeSettings, seed_key: str) -> Frame:
     """The chosen frame of the first video stream, as RGB."""
+    import av  # FFmpeg's libraries load on the first video, not with every importer of the standardize package
+
     with av.open(io.BytesIO(data), mode="r") as container:
         if not container.streams.video:
             kinds = sorted({stream.type for stream in container.streams}) or ["none"]
@@ -45,6 +48,8 @@ def _frame_count(container: InputContainer, stream: VideoStream, rate: Fraction 
     if stream.duration is not None and stream.time_base is not None:
         seconds = float(stream.duration * stream.time_base)
     else:
+        import av  # loaded by decode_video already
+
         seconds = (container.duration or 0) / av.time_base
     return max(1, math.floor(seconds * rate))
 

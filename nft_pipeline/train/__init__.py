@@ -2,33 +2,37 @@
 
 Entry point: `train_clip(examples, components, config, output_dir)` -> `TrainingRun`; the same run
 under torchrun: `torchrun_command(...)` (or `python -m nft_pipeline.train`).
+
+The names below load their module on first use (PEP 562), so that importing one light submodule
+(`nft_pipeline.train.config` for the Dagster config classes) does not import torch and
+transformers through this package.
 """
 
-from nft_pipeline.train.config import TrainConfig
-from nft_pipeline.train.data import Split, TrainingExample, split_examples
-from nft_pipeline.train.distributed import torchrun_command
-from nft_pipeline.train.evaluate import retrieval_metrics
-from nft_pipeline.train.inputs import load_components, load_examples, save_training_inputs
-from nft_pipeline.train.loop import TrainingRun, train_clip
-from nft_pipeline.train.masking import MaskingSettings
-from nft_pipeline.train.model import ClipBundle, load_clip
-from nft_pipeline.train.prepared import Component, ComponentLookup
+from importlib import import_module
 
-__all__ = [
-    "ClipBundle",
-    "Component",
-    "ComponentLookup",
-    "MaskingSettings",
-    "Split",
-    "TrainConfig",
-    "TrainingExample",
-    "TrainingRun",
-    "load_clip",
-    "load_components",
-    "load_examples",
-    "retrieval_metrics",
-    "save_training_inputs",
-    "split_examples",
-    "torchrun_command",
-    "train_clip",
-]
+_EXPORTS = {
+    "ClipBundle": "model",
+    "Component": "prepared",
+    "ComponentLookup": "prepared",
+    "MaskingSettings": "masking",
+    "Split": "data",
+    "TrainConfig": "config",
+    "TrainingExample": "data",
+    "TrainingRun": "loop",
+    "load_clip": "model",
+    "load_components": "inputs",
+    "load_examples": "inputs",
+    "retrieval_metrics": "evaluate",
+    "save_training_inputs": "inputs",
+    "split_examples": "data",
+    "torchrun_command": "distributed",
+    "train_clip": "loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -17,13 +17,22 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-TINY_PRESET = "tiny"
+TINY_PRESET = "tiny"  # a small CLIP for CPUs, tests and demos
+VIT_B_32_PRESET = "vit-b-32"  # openai/clip-vit-base-patch32's architecture, random weights
+PRESETS = (TINY_PRESET, VIT_B_32_PRESET)
+# A run's record beside its model directory (`<output dir>/run.json`), read back by whoever loads the model.
+RUN_FILE = "run.json"
 
 SplitStrategy = Literal["by_collection", "by_token"]
 MaskingMode = Literal["one", "each"]
 MaskingFill = Literal["background", "mean", "noise"]
 Precision = Literal["auto", "fp32", "bf16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+DataSource = Literal["auto", "store", "stream"]
+
+# Fields of earlier versions: `tiny_vocab_size` sized the tokenizer the tiny preset once learnt
+# from its captions (every model now uses CLIP's own, nft_pipeline/clip_tokenizer.py).
+RETIRED_FIELDS = frozenset({"tiny_vocab_size"})
 
 EXECUTION_FIELDS = frozenset(
     {
@@ -34,23 +43,26 @@ EXECUTION_FIELDS = frozenset(
         "eval_candidate_chunk",
         "device",
         "precision",
+        "compile",
+        "data_source",
+        "max_store_gib",
     }
 )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Model: a hub id ("openai/clip-vit-base-patch32"), a local directory, or the offline "tiny" preset.
+    # Model: a hub id ("openai/clip-vit-base-patch32"), a local directory, or an offline preset
+    # (PRESETS: built from a seed with CLIP's own tokenizer, see model.py).
     model_name_or_path: str = TINY_PRESET
     context_length: int = 77  # text tokens, including the start and end markers
-    # The tiny preset: a small CLIP built from a config and a BPE tokenizer trained on the captions.
+    # The tiny preset's shape (its tokenizer is CLIP's, like every model's here).
     tiny_image_size: int = 64
     tiny_patch_size: int = 16
     tiny_width: int = 256
     tiny_layers: int = 4
     tiny_heads: int = 4
     tiny_projection_dim: int = 128
-    tiny_vocab_size: int = 2048  # includes CLIP's 512 byte symbols and the 2 special tokens
     # Images: transparent pixels are composited over this colour before anything else sees them.
     matte_rgb: tuple[int, int, int] = (255, 255, 255)
 
@@ -63,6 +75,16 @@ class TrainConfig:
     masking_mode: MaskingMode = "one"
     masking_probability: float = 0.5
     masking_fill: MaskingFill = "background"
+    # Captions as people write them: each epoch a token is paired with one phrasing of its tags
+    # drawn per (token, epoch) (nft_pipeline/phrasings.py), not always the canonical sentence.
+    caption_phrasings: bool = False
+
+    # NFT1000's options. Component pairs: a trait's component on the background with its tag's
+    # words, as this share of the training pairs (0: none; see component_pairs.py).
+    component_pairs_share: float = 0.0
+    # WiSE-FT: the saved model is (1 - alpha) * starting weights + alpha * fine-tuned weights
+    # (1: the fine-tuned model as trained); zero-shot, fine-tuned and interpolated are all evaluated.
+    wise_ft_alpha: float = 1.0
 
     # Optimisation.
     epochs: int = 10
@@ -85,31 +107,47 @@ class TrainConfig:
     eval_top_k: tuple[int, ...] = (1, 5, 10)
     device: DeviceChoice = "auto"
     precision: Precision = "auto"
+    compile: bool = False  # torch.compile the model (worth it on GPUs for long runs; minutes to compile)
+    # Images: decoded once into a memory-mapped store, or decoded by the workers every epoch
+    # (streaming, for large runs); "auto": the store whenever it fits max_store_gib
+    # (prepared.choose_image_source, measured in docs/benchmarks.md).
+    data_source: DataSource = "auto"
+    max_store_gib: float = 200.0
 
     def __post_init__(self) -> None:
         if abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
             raise ValueError(f"split_ratios must be non-negative and sum to 1, got {self.split_ratios}")
         if not 0.0 <= self.masking_probability <= 1.0:
             raise ValueError(f"masking_probability must be in [0, 1], got {self.masking_probability}")
+        if not 0.0 <= self.component_pairs_share < 1.0:
+            raise ValueError(f"component_pairs_share must be in [0, 1), got {self.component_pairs_share}")
+        if not 0.0 <= self.wise_ft_alpha <= 1.0:
+            raise ValueError(f"wise_ft_alpha must be in [0, 1], got {self.wise_ft_alpha}")
         for name in ("epochs", "batch_size", "grad_accumulation_steps", "context_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("split", "masking_mode", "masking_fill", "precision", "device"):
+        for name in ("split", "masking_mode", "masking_fill", "precision", "device", "data_source"):
             allowed = typing.get_args(_FIELD_TYPES[name])
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @property
-    def is_tiny(self) -> bool:
-        return self.model_name_or_path == TINY_PRESET
+    def preset(self) -> str | None:
+        """The offline preset this config trains from, or None for a hub id or a directory."""
+        return self.model_name_or_path if self.model_name_or_path in PRESETS else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild from `to_dict` output (JSON turns tuples into lists; they are turned back)."""
+        """Rebuild from `to_dict` output (JSON turns tuples into lists; they are turned back).
+
+        Fields a config no longer has (`RETIRED_FIELDS`) are dropped, so runs recorded before they
+        were retired (run.json, `training_runs.config_json`) still load.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
+        values = {name: value for name, value in values.items() if name not in RETIRED_FIELDS}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown config fields: {sorted(unknown)}")
@@ -122,6 +160,18 @@ class TrainConfig:
 
 
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def config_fields() -> dict[str, tuple[Any, Any]]:
+    """Every field as (annotation, default), tuples turned into lists: what a JSON or YAML run config
+    (Dagster's `ClipModelConfig`) can carry. `TrainConfig.from_dict` turns the lists back."""
+    fields = {}
+    for config_field in dataclasses.fields(TrainConfig):
+        annotation, default = _FIELD_TYPES[config_field.name], config_field.default
+        if typing.get_origin(annotation) is tuple:
+            annotation, default = list[typing.get_args(annotation)[0]], list(default)
+        fields[config_field.name] = (annotation, default)
+    return fields
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

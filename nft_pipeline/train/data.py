@@ -17,8 +17,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -26,10 +25,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from nft_pipeline.captions import Caption
+from nft_pipeline.location import Location
+from nft_pipeline.phrasings import phrase_caption, phrasing_rng
 from nft_pipeline.train.config import SplitStrategy, TrainConfig
 from nft_pipeline.train.masking import MaskingSettings, apply_masking, masking_rng
 from nft_pipeline.train.model import ImagePreprocessing
-from nft_pipeline.train.prepared import ImageSource, PreparedStore
+from nft_pipeline.train.pixels import pixel_values
+from nft_pipeline.train.prepared import ImageSource, PreparedStore, StreamingImages
 
 ExampleKey = tuple[str, str]  # (collection, token id)
 SplitPart = Literal["train", "val", "test"]
@@ -40,7 +42,7 @@ SPLIT_PARTS: tuple[SplitPart, ...] = ("train", "val", "test")
 class TrainingExample:
     collection: str
     token_id: str
-    image_path: Path  # the standardized PNG
+    image_path: Location  # the standardized PNG, local or on object storage
     caption: Caption
 
     @property
@@ -52,7 +54,7 @@ def image_sources(examples: Sequence[TrainingExample]) -> list[ImageSource]:
     """What preparing each example's image needs (components are looked up by the preparing worker)."""
     return [
         ImageSource(
-            image_path=Path(example.image_path),
+            image_path=example.image_path,
             collection=example.collection,
             tag_traits=tuple((tag["trait_type"] or "", tag["value"]) for tag in example.caption.tags),
         )
@@ -152,14 +154,15 @@ class PairSample:
 
 
 class PairDataset(Dataset):
-    """(image, caption) pairs from a prepared store, masked when masking settings are given."""
+    """(image, caption) pairs from a prepared store or streamed, masked when masking settings are given."""
 
     def __init__(
         self,
         examples: Sequence[TrainingExample],
-        store: PreparedStore,
+        store: PreparedStore | StreamingImages,
         masking: MaskingSettings | None,
         seed: int,
+        phrasings: bool = False,  # a drawn phrasing per (token, epoch) instead of the canonical text (phrasings.py)
     ):
         if len(store) != len(examples):
             raise ValueError(f"store holds {len(store)} images for {len(examples)} examples")
@@ -167,16 +170,22 @@ class PairDataset(Dataset):
         self.store = store
         self.masking = masking
         self.seed = seed
+        self.phrasings = phrasings
 
     def __len__(self) -> int:
         return len(self.captions)
 
+    def caption_for(self, epoch: int, index: int) -> Caption:
+        """The caption pair `index` is trained with in `epoch`: the one place a caption is chosen."""
+        return self.captions[index]
+
     def __getitem__(self, epoch_and_index: tuple[int, int]) -> PairSample:
         epoch, index = epoch_and_index
         prepared = self.store[index]
-        caption = self.captions[index]
+        caption = self.caption_for(epoch, index)
         if self.masking is None:
-            return PairSample(rgb=prepared.rgb, text=caption.caption, index=index, masked_tags=())
+            text = phrase_caption(caption, phrasing_rng(self.seed, epoch, index)) if self.phrasings else caption.caption
+            return PairSample(rgb=prepared.rgb, text=text, index=index, masked_tags=())
         masked = apply_masking(
             prepared.rgb,
             prepared.tag_masks,
@@ -185,6 +194,8 @@ class PairDataset(Dataset):
             self.masking,
             masking_rng(self.seed, epoch, index),
         )
+        if self.phrasings:
+            masked = replace(masked, text=phrase_caption(caption, phrasing_rng(self.seed, epoch, index), masked.masked_tags))
         return PairSample(rgb=masked.rgb, text=masked.text, index=index, masked_tags=masked.masked_tags)
 
 
@@ -204,17 +215,6 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return ((self.epoch, index) for index in self.indices)
-
-
-def pixel_values(rgb: np.ndarray, preprocessing: ImagePreprocessing) -> torch.Tensor:
-    """N x S x S x 3 uint8 pixels to the model's normalised N x 3 x S x S input.
-
-    The one definition that training batches and the search index (index.py) share, so the
-    index feeds the model the same numbers it learnt from.
-    """
-    mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
-    std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
-    return (torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
 
 
 class PairCollator:
@@ -260,6 +260,7 @@ def _loader(
     drop_last: bool,
     persistent: bool,
     config: TrainConfig,
+    pin_memory: bool = False,
 ) -> DataLoader:
     return DataLoader(
         dataset,
@@ -271,26 +272,33 @@ def _loader(
         persistent_workers=persistent and config.num_workers > 0,
         prefetch_factor=config.prefetch_factor if config.num_workers > 0 else None,
         worker_init_fn=seed_worker,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(config.seed),
     )
 
 
 def training_loader(
     examples: Sequence[TrainingExample],
-    store: PreparedStore,
+    store: PreparedStore | StreamingImages,
     collator: PairCollator,
     config: TrainConfig,
     num_replicas: int,
     rank: int,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """This rank's shuffled, masked training batches; call `loader.sampler.set_epoch(e)` before each epoch."""
-    dataset = PairDataset(examples, store, MaskingSettings.from_config(config), config.seed)
+    """This rank's shuffled, masked training batches; call `loader.sampler.set_epoch(e)` before each epoch.
+
+    `pin_memory`: batches in page-locked memory, so copies to a GPU can be non-blocking.
+    """
+    dataset = PairDataset(examples, store, MaskingSettings.from_config(config), config.seed, phrasings=config.caption_phrasings)
     sampler = EpochSampler(dataset, num_replicas, rank, shuffle=True, seed=config.seed)
-    return _loader(dataset, collator, sampler, config.batch_size, drop_last=True, persistent=True, config=config)
+    return _loader(
+        dataset, collator, sampler, config.batch_size, drop_last=True, persistent=True, config=config, pin_memory=pin_memory
+    )
 
 
 def evaluation_loader(
-    examples: Sequence[TrainingExample], store: PreparedStore, collator: PairCollator, config: TrainConfig
+    examples: Sequence[TrainingExample], store: PreparedStore | StreamingImages, collator: PairCollator, config: TrainConfig
 ) -> DataLoader:
     """Every pair once, in order, never masked (whatever the masking settings of the config).
 

@@ -4,6 +4,12 @@ A run is one process (CPU or one GPU) or several launched by `torchrun`, which s
 WORLD_SIZE and LOCAL_RANK; `start_runtime` reads them, joins the process group (NCCL on GPUs,
 gloo on CPUs) and picks the autocast dtype: bf16 on GPUs that support it, fp32 on CPU. The rest
 of the training code asks the `Runtime` instead of testing devices and ranks itself.
+
+On CUDA everything that makes a GPU step fast is on: bf16 autocast (with precision "auto"), TF32
+matmuls for what stays in fp32, the fused AdamW kernel, pinned host memory with non-blocking
+copies, and `torch.compile` when the config asks for it. On CPU all of them are off: they are
+CUDA features, or (bf16 autocast on most CPUs) slower than fp32. `Runtime.accelerations` says
+which are on, and the run records it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,26 @@ class Runtime:
     local_rank: int
     world_size: int
     autocast_dtype: torch.dtype | None  # None: full fp32
+    compile: bool = False  # torch.compile the training module
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    def accelerations(self) -> dict[str, bool]:
+        """Which speed-ups this process uses (all on CUDA, none on CPU except a requested compile)."""
+        return {
+            "bf16_autocast": self.autocast_dtype == torch.bfloat16,
+            "tf32_matmul": self.on_gpu and torch.get_float32_matmul_precision() != "highest",
+            "fused_adamw": self.on_gpu,
+            "pinned_memory": self.on_gpu,
+            "non_blocking_copies": self.on_gpu,
+            "torch_compile": self.compile,
+        }
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A batch tensor on this device; from pinned memory on a GPU the copy overlaps compute."""
+        return tensor.to(self.device, non_blocking=self.on_gpu)
 
     @property
     def is_main(self) -> bool:
@@ -51,11 +77,12 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The module to call for training: DDP when distributed (it averages gradients), else the model."""
-        if not self.is_distributed:
-            return model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        """The module to call for training: DDP when distributed (it averages gradients), compiled if asked."""
+        wrapped = model
+        if self.is_distributed:
+            device_ids = [self.device.index] if self.on_gpu else None
+            wrapped = DistributedDataParallel(model, device_ids=device_ids)
+        return torch.compile(wrapped) if self.compile else wrapped
 
     def barrier(self) -> None:
         if self.is_distributed:
@@ -121,6 +148,8 @@ def start_runtime(config: TrainConfig) -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _choose_device(config, local_rank)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for the matmuls autocast leaves in fp32
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if world_size > 1 and device.type == "cpu":
@@ -133,6 +162,7 @@ def start_runtime(config: TrainConfig) -> Runtime:
         local_rank=local_rank,
         world_size=world_size,
         autocast_dtype=_choose_autocast(config, device),
+        compile=config.compile,
     )
 
 

@@ -110,10 +110,10 @@ def embed_pairs(model: CLIPModel, loader: DataLoader, runtime: Runtime) -> tuple
     images, texts = [], []
     for batch in loader:
         with runtime.autocast():
-            images.append(image_embeddings(model, batch["pixel_values"].to(runtime.device)).float())
+            images.append(image_embeddings(model, runtime.to_device(batch["pixel_values"])).float())
             texts.append(
                 text_embeddings(
-                    model, batch["input_ids"].to(runtime.device), batch["attention_mask"].to(runtime.device)
+                    model, runtime.to_device(batch["input_ids"]), runtime.to_device(batch["attention_mask"])
                 ).float()
             )
     model.train(was_training)

@@ -3,7 +3,9 @@
 `train_clip` is the whole run: split the examples (or reuse the split of the checkpoint being
 resumed), prepare the base model and the decoded images, evaluate zero-shot, train with AdamW,
 warmup + cosine, gradient clipping and accumulation, checkpoint after every epoch, evaluate the
-fine-tuned model and save it like a hub model. Launched by `torchrun`, the same function runs on
+fine-tuned model (and, with WiSE-FT, its interpolation with the starting weights, which is then
+what is saved) and save it like a hub model. Component pairs (NFT1000's fork) join the training
+part when asked for. Launched by `torchrun`, the same function runs on
 every rank (see distributed.py); rank 0 alone writes files and evaluates.
 
 Resuming is exact: a checkpoint holds the model, optimizer, scheduler, RNG states, the epoch and
@@ -22,8 +24,6 @@ import hashlib
 import itertools
 import json
 import logging
-import math
-import os
 import random
 import shutil
 import time
@@ -38,7 +38,9 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 from transformers import CLIPModel
 
-from nft_pipeline.train.config import TrainConfig
+from nft_pipeline.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from nft_pipeline.train.component_pairs import component_examples
+from nft_pipeline.train.config import RUN_FILE, TrainConfig
 from nft_pipeline.train.data import (
     SPLIT_PARTS,
     PairCollator,
@@ -53,16 +55,22 @@ from nft_pipeline.train.distributed import Runtime, main_first, start_runtime, s
 from nft_pipeline.train.evaluate import chunked_clip_loss, embed_pairs, retrieval_metrics
 from nft_pipeline.train.loss import clip_loss
 from nft_pipeline.train.masking import MaskingSettings
+from nft_pipeline.train.optim import build_optimizer, build_scheduler, optimizer_step
 from nft_pipeline.train.model import ClipBundle, load_clip, prepare_base_model
-from nft_pipeline.train.prepared import ComponentLookup, build_prepared_store
+from nft_pipeline.train.prepared import (
+    ComponentLookup,
+    StreamingImages,
+    build_prepared_store,
+    choose_image_source,
+    store_bytes,
+)
+from nft_pipeline.train.wise_ft import interpolate_weights
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
-RUN_FILE = "run.json"
 OWNER_FILE = "run_id"
-RUN_STATE = ("base", "prepared", "checkpoints", "model", RUN_FILE)  # what a fresh start wipes
-MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's cap on the inverse temperature
+RUN_STATE = ("base", "prepared", "component_pairs", "checkpoints", "model", RUN_FILE)  # what a fresh start wipes
 
 
 @dataclass
@@ -86,6 +94,9 @@ class TrainingRun:
     world_size: int
     precision: str
     replica_digests: list[str] = field(default_factory=list)  # one weights digest per rank; all equal
+    accelerations: dict[str, bool] = field(default_factory=dict)  # Runtime.accelerations() of rank 0
+    data_source: str = "store"  # where images came from: the prepared store or streamed
+    interpolated: dict[str, Any] | None = None  # the WiSE-FT model's metrics (config.wise_ft_alpha < 1)
 
     @property
     def finished(self) -> bool:
@@ -108,6 +119,9 @@ class TrainingRun:
             "world_size": self.world_size,
             "precision": self.precision,
             "replica_digests": self.replica_digests,
+            "accelerations": self.accelerations,
+            "data_source": self.data_source,
+            "interpolated": self.interpolated,
         }
 
     @classmethod
@@ -152,61 +166,6 @@ def claim_output_dir(output_dir: Path, run_id: str, resume: bool) -> bool:
     return False
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int, min_lr_ratio: float):
-    """LR multiplier: linear warmup from 0 to 1, then cosine decay to `min_lr_ratio`."""
-
-    def multiplier(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return multiplier
-
-
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> AdamW:
-    """AdamW with weight decay on matrices only (open_clip's rule: gains, biases and the temperature are exempt)."""
-    decayed = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    exempt = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return AdamW(
-        [{"params": decayed, "weight_decay": config.weight_decay}, {"params": exempt, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-        betas=config.adam_betas,
-        eps=config.adam_eps,
-    )
-
-
-def build_scheduler(optimizer: AdamW, config: TrainConfig, total_steps: int) -> LambdaLR:
-    warmup_steps = math.ceil(config.warmup_fraction * total_steps)
-    return LambdaLR(optimizer, warmup_cosine(total_steps, warmup_steps, config.min_lr_ratio))
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Written beside the target and renamed into place: a crash mid-write keeps the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
-
-
-def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
-    return torch.load(path, map_location=device, weights_only=True) if path.exists() else None
-
-
-def _rng_states() -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"].cpu())
-    random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
-
-
 @dataclass
 class _Data:
     parts: dict[str, list[TrainingExample]]
@@ -222,26 +181,39 @@ def _build_data(
     config: TrainConfig,
     runtime: Runtime,
     output_dir: Path,
+    data_source: str,
+    extra_train: Sequence[TrainingExample],
 ) -> _Data:
+    """Loaders over a store built now (or found from before) or over images streamed by the workers.
+
+    `extra_train`: pairs that join the training part only (component pairs).
+    """
     parts = {part: split.select(examples, part) for part in SPLIT_PARTS}
+    parts["train"] += extra_train
     preprocessing = bundle.preprocessing
     collator = PairCollator(bundle.tokenizer, config.context_length, preprocessing)
-    with main_first(runtime):  # rank 0 decodes; the others then find the finished stores
+    if data_source == "stream":
         stores = {
-            part: build_prepared_store(
-                image_sources(parts[part]),
-                components,
-                preprocessing,
-                config.matte_rgb,
-                output_dir / "prepared" / part,
-                config.num_workers,
-            )
+            part: StreamingImages(image_sources(parts[part]), components, preprocessing, config.matte_rgb)
             for part in SPLIT_PARTS
         }
+    else:
+        with main_first(runtime):  # rank 0 decodes; the others then find the finished stores
+            stores = {
+                part: build_prepared_store(
+                    image_sources(parts[part]),
+                    components,
+                    preprocessing,
+                    config.matte_rgb,
+                    output_dir / "prepared" / part,
+                    config.num_workers,
+                )
+                for part in SPLIT_PARTS
+            }
     return _Data(
         parts=parts,
         train_loader=training_loader(
-            parts["train"], stores["train"], collator, config, runtime.world_size, runtime.rank
+            parts["train"], stores["train"], collator, config, runtime.world_size, runtime.rank, runtime.on_gpu
         ),
         eval_loaders={part: evaluation_loader(parts[part], stores[part], collator, config) for part in ("val", "test")},
     )
@@ -276,9 +248,9 @@ def forward_backward(
     """
     with runtime.autocast():
         output = trained(
-            input_ids=batch["input_ids"].to(runtime.device),
-            attention_mask=batch["attention_mask"].to(runtime.device),
-            pixel_values=batch["pixel_values"].to(runtime.device),
+            input_ids=runtime.to_device(batch["input_ids"]),
+            attention_mask=runtime.to_device(batch["attention_mask"]),
+            pixel_values=runtime.to_device(batch["pixel_values"]),
         )
     loss = clip_loss(
         runtime.gather_with_grad(output.image_embeds.float()),
@@ -287,16 +259,6 @@ def forward_backward(
     )
     (loss / accumulation).backward()
     return float(loss.detach())
-
-
-def optimizer_step(model: CLIPModel, optimizer: AdamW, scheduler: LambdaLR, config: TrainConfig) -> None:
-    """Clip, step, schedule, and keep the temperature within CLIP's bound."""
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        model.logit_scale.clamp_(0.0, MAX_LOGIT_SCALE)
 
 
 def _train_one_epoch(
@@ -368,18 +330,23 @@ def _train(
     run_id = run_identity(config, examples)
     resuming = runtime.broadcast_from_main(claim_output_dir(output_dir, run_id, resume) if runtime.is_main else None)
     checkpoint_path = output_dir / CHECKPOINT_FILE
-    checkpoint = _load_checkpoint(checkpoint_path, runtime.device) if resuming else None
+    checkpoint = load_checkpoint(checkpoint_path, runtime.device) if resuming else None
     split = (
         Split.from_dict(checkpoint["split"])
         if checkpoint
         else split_examples(examples, config.split, config.split_ratios, config.seed)
     )
-    with main_first(runtime):  # rank 0 builds the tiny preset; every rank then loads the same files
-        base_source = prepare_base_model(
-            config, [example.caption.caption for example in split.select(examples, "train")], output_dir / "base"
-        )
+    with main_first(runtime):  # rank 0 builds a preset and writes component pairs; every rank then reads the files
+        base_source = prepare_base_model(config, output_dir / "base")
         bundle = load_clip(base_source)
-    data = _build_data(bundle, split, examples, components, config, runtime, output_dir)
+        extra_train = component_examples(
+            split.select(examples, "train"), components, config.component_pairs_share, output_dir / "component_pairs"
+        )
+    all_sources = image_sources([*examples, *extra_train])
+    data_source = choose_image_source(
+        config.data_source, store_bytes(all_sources, bundle.preprocessing), config.max_store_gib
+    )
+    data = _build_data(bundle, split, examples, components, config, runtime, output_dir, data_source, extra_train)
     model = bundle.model.to(runtime.device)
     steps_per_epoch = len(data.train_loader) // config.grad_accumulation_steps
     if steps_per_epoch == 0:
@@ -388,13 +355,13 @@ def _train(
             f"({config.batch_size} x {config.grad_accumulation_steps} accumulation x {runtime.world_size} ranks)"
         )
     total_steps = steps_per_epoch * config.epochs
-    optimizer = build_optimizer(model, config)
+    optimizer = build_optimizer(model, config, fused=runtime.on_gpu)
     scheduler = build_scheduler(optimizer, config, total_steps)
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        _restore_rng_states(checkpoint["rng"])
+        restore_rng_states(checkpoint["rng"])
         start_epoch, step = checkpoint["epoch"], checkpoint["step"]
         epoch_metrics, zero_shot = checkpoint["epoch_metrics"], checkpoint["zero_shot"]
     else:
@@ -411,7 +378,7 @@ def _train(
             metrics["val_loss"] = _validation_loss(model, data, config, runtime)
             epoch_metrics.append(metrics)
             log.info("run %s epoch %d: %s", run_id, epoch + 1, metrics)
-            _save_checkpoint(
+            save_checkpoint(
                 checkpoint_path,
                 {
                     "run_id": run_id,
@@ -422,7 +389,7 @@ def _train(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "rng": _rng_states(),
+                    "rng": rng_states(),
                     "epoch_metrics": epoch_metrics,
                     "zero_shot": zero_shot,
                 },
@@ -433,8 +400,13 @@ def _train(
     run = None
     if runtime.is_main:
         model_dir = output_dir / "model" if finished else None
+        fine_tuned = _evaluate_test(model, data, config, runtime) if finished else None
+        interpolated = None
+        if finished and config.wise_ft_alpha < 1.0:
+            interpolate_weights(model, load_clip(base_source).model.state_dict(), config.wise_ft_alpha)
+            interpolated = _evaluate_test(model, data, config, runtime)
         if model_dir:
-            bundle.save(model_dir)
+            bundle.save(model_dir)  # the interpolated weights when WiSE-FT is on
         total_samples = sum(m["samples"] for m in epoch_metrics)
         total_seconds = sum(m["seconds"] for m in epoch_metrics)
         run = TrainingRun(
@@ -448,11 +420,14 @@ def _train(
             samples_per_second=total_samples / total_seconds if total_seconds else 0.0,
             epoch_metrics=epoch_metrics,
             zero_shot=zero_shot,
-            fine_tuned=_evaluate_test(model, data, config, runtime) if finished else None,
+            fine_tuned=fine_tuned,
             model_dir=model_dir,
             world_size=runtime.world_size,
             precision=runtime.precision_name,
             replica_digests=replica_digests,
+            accelerations=runtime.accelerations(),
+            data_source=data_source,
+            interpolated=interpolated,
         )
         (output_dir / RUN_FILE).write_text(json.dumps(run.to_dict(), indent=2))
     return runtime.broadcast_from_main(run)

@@ -1,10 +1,15 @@
-"""Images decoded once per run, at the model's input size, with each tag's pixel mask.
+"""Images at the model's input size with each tag's pixel mask: decoded once into a store, or streamed.
 
 Decoding a 512 px PNG and matching every component against it costs 10-30 ms, more than a tiny
-CLIP step per sample and far more than a GPU step. None of it changes between epochs (only the
-masking draws do), so it is done once per run, in parallel, into a memory-mapped store; an epoch
-then reads a few kilobytes per sample, applies the masking draw and tokenizes. The store lives in
-the run directory and belongs to its run id: a resumed run reuses it, a new run rebuilds it.
+CLIP step per sample. None of it changes between epochs (only the masking draws do), so for
+small runs it is done once per run, in parallel, into a memory-mapped store (`PreparedStore`); an
+epoch then reads a few kilobytes per sample, applies the masking draw and tokenizes. The store
+lives in the run directory and belongs to its run id: a resumed run reuses it, a new run
+rebuilds it. At NFT1000's size the store would take about 1 TB at 224 px, so for such runs
+`StreamingImages` decodes (locally or from object storage) in the DataLoader workers, every
+epoch, instead. Both give the
+same `PreparedImage` for an index; which is faster is measured in docs/benchmarks.md
+(`choose_image_source` applies the result: the store whenever it fits).
 
 Geometry: CLIP's own preprocessing (shortest edge to the model size, centre crop), with area
 (box) resampling for the image and an "any coverage" reduction for the masks. With a box filter a
@@ -27,7 +32,9 @@ import torch
 from PIL import Image
 
 from nft_pipeline.components import token_component_mask
+from nft_pipeline.location import Location
 from nft_pipeline.train.model import ImagePreprocessing
+from nft_pipeline.train.pixels import composite_over, resize_and_crop
 
 Component = tuple[np.ndarray, np.ndarray]  # (bool mask H x W, RGBA H x W x 4) at the standardized size
 # (trait_type, value) as the components table keys a trait: a value without a trait type has "".
@@ -47,14 +54,9 @@ class PreparedImage:
 class ImageSource:
     """What preparing one image needs: its file, its collection, and the (trait_type, value) of each caption tag."""
 
-    image_path: Path
+    image_path: Location  # local, or on object storage
     collection: str
     tag_traits: tuple[Trait, ...]
-
-
-def composite_over(rgba: Image.Image, matte_rgb: tuple[int, int, int]) -> Image.Image:
-    """RGB of `rgba` composited over a solid matte (padding and transparent art get the matte)."""
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*matte_rgb, 255)), rgba).convert("RGB")
 
 
 def border_mode_colour(rgb: np.ndarray) -> np.ndarray:
@@ -66,18 +68,6 @@ def border_mode_colour(rgb: np.ndarray) -> np.ndarray:
     return np.array([(winner >> 16) & 255, (winner >> 8) & 255, winner & 255], dtype=np.uint8)
 
 
-def resize_and_crop(image: Image.Image, preprocessing: ImagePreprocessing) -> Image.Image:
-    """CLIP's geometry with box resampling (see the module docstring): the one definition that
-    training and indexing (index.py) share, so an indexed image is cut exactly as a trained one."""
-    width, height = image.size
-    scale = preprocessing.shortest_edge / min(width, height)
-    resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
-    crop = preprocessing.crop_size
-    left = (resized.width - crop) // 2
-    top = (resized.height - crop) // 2
-    return resized.crop((left, top, left + crop, top + crop))
-
-
 def prepare_image(
     source: ImageSource,
     components: ComponentLookup,
@@ -85,7 +75,7 @@ def prepare_image(
     matte_rgb: tuple[int, int, int],
 ) -> PreparedImage:
     """Decode, composite, find each tag's pixels, and bring image and masks to the model's size."""
-    with Image.open(source.image_path) as opened:
+    with source.image_path.open("rb") as file, Image.open(file) as opened:  # a Path, or a UPath on object storage
         rgba_image = opened.convert("RGBA")
     rgba = np.asarray(rgba_image)
     rgb_image = composite_over(rgba_image, matte_rgb)
@@ -107,8 +97,13 @@ def prepare_image(
     )
 
 
-class _Preparation(torch.utils.data.Dataset):
-    """Lets a DataLoader prepare images in parallel worker processes."""
+class StreamingImages(torch.utils.data.Dataset):
+    """Each image prepared when it is asked for (in the DataLoader worker that asks): no store.
+
+    Indexed like `PreparedStore`, so a `PairDataset` takes either. Reads are sharded by the
+    sampler: every epoch each index goes to exactly one rank (DistributedSampler) and, within a
+    rank, each batch to one worker, so ranks and workers read disjoint files.
+    """
 
     def __init__(
         self,
@@ -131,6 +126,25 @@ class _Preparation(torch.utils.data.Dataset):
 
 def _unchanged(prepared: PreparedImage) -> PreparedImage:
     return prepared
+
+
+def store_bytes(sources: Sequence[ImageSource], preprocessing: ImagePreprocessing) -> int:
+    """What a `PreparedStore` of `sources` takes on disk: the pixels plus one bit-packed mask per tag."""
+    pixels = preprocessing.crop_size * preprocessing.crop_size
+    return len(sources) * pixels * 3 + sum(len(source.tag_traits) for source in sources) * ((pixels + 7) // 8)
+
+
+def choose_image_source(requested: str, needed_bytes: int, max_store_gib: float) -> str:
+    """`store` or `stream`: as requested, or for "auto" the store whenever it fits `max_store_gib`.
+
+    Measured (docs/benchmarks.md): a worker streams about as fast as it prepares the store, and
+    reads the store 5-10x faster than it streams. So with one epoch the two cost the same and
+    with more the store is faster; the stream is for runs whose store would not fit the disk
+    (NFT1000 at 224 px: about 1 TB).
+    """
+    if requested != "auto":
+        return requested
+    return "store" if needed_bytes <= max_store_gib * 2**30 else "stream"
 
 
 class PreparedStore:
@@ -200,7 +214,7 @@ def build_prepared_store(
     )
     background = np.zeros((len(sources), 3), dtype=np.uint8)
     loader = torch.utils.data.DataLoader(
-        _Preparation(sources, components, preprocessing, matte_rgb),
+        StreamingImages(sources, components, preprocessing, matte_rgb),
         batch_size=None,
         num_workers=num_workers,
         collate_fn=_unchanged,

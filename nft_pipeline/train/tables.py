@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from nft_pipeline.captions import caption_from_row
 from nft_pipeline.components.table import decode_png
+from nft_pipeline.location import Location, stored_path
 from nft_pipeline.storage import DataLayout
 from nft_pipeline.train.data import TrainingExample
 from nft_pipeline.train.loop import TrainingRun
@@ -40,6 +41,7 @@ TRAINING_RUNS = pa.schema(
         pa.field("fine_tuned_t2i_r1", pa.float64()),
         pa.field("fine_tuned_t2i_r5", pa.float64()),
         pa.field("fine_tuned_t2i_r10", pa.float64()),
+        pa.field("interpolated_t2i_r1", pa.float64()),  # WiSE-FT's model (the saved one), when on
         pa.field("metrics_json", pa.string()),
         pa.field("config_json", pa.string()),
         pa.field("model_dir", pa.string()),
@@ -60,15 +62,24 @@ TRAINING_EPOCHS = pa.schema(
 )
 
 
-def training_examples(images: pa.Table, captions: pa.Table) -> list[TrainingExample]:
-    """One example per token that has both an `ok` standardized image and a caption."""
+def training_examples(images: pa.Table, captions: pa.Table, root: Location | None = None) -> list[TrainingExample]:
+    """One example per token that has both an `ok` standardized image and a caption.
+
+    `root`: the data root the tables came from; on object storage each image path becomes a path
+    there (with the root's credentials), so the training workers read the PNGs from it.
+    """
     by_key = {(row["collection"], row["token_id"]): row for row in captions.to_pylist()}
     examples = []
     for row in images.select(["collection", "token_id", "status", "png_path"]).to_pylist():
         caption = by_key.get((row["collection"], row["token_id"]))
         if row["status"] == "ok" and row["png_path"] and caption is not None:
             examples.append(
-                TrainingExample(row["collection"], row["token_id"], Path(row["png_path"]), caption_from_row(caption))
+                TrainingExample(
+                    row["collection"],
+                    row["token_id"],
+                    stored_path(row["png_path"], root) if root is not None else Path(row["png_path"]),
+                    caption_from_row(caption),
+                )
             )
     return examples
 
@@ -109,7 +120,8 @@ def run_rows(run: TrainingRun, collections: list[str]) -> tuple[pa.Table, pa.Tab
         "fine_tuned_t2i_r1": _t2i(run.fine_tuned, 1),
         "fine_tuned_t2i_r5": _t2i(run.fine_tuned, 5),
         "fine_tuned_t2i_r10": _t2i(run.fine_tuned, 10),
-        "metrics_json": json.dumps({"zero_shot": run.zero_shot, "fine_tuned": run.fine_tuned}),
+        "interpolated_t2i_r1": _t2i(run.interpolated, 1),
+        "metrics_json": json.dumps({"zero_shot": run.zero_shot, "fine_tuned": run.fine_tuned, "interpolated": run.interpolated}),
         "config_json": json.dumps(run.config.to_dict()),
         "model_dir": str(run.model_dir) if run.model_dir else None,
         "finished_at": datetime.now(UTC),

@@ -14,7 +14,7 @@ DEFAULT_PORT = 8770
 
 
 def _search(args: argparse.Namespace) -> None:
-    from nft_pipeline.search import search_command
+    from nft_pipeline.search_cli import search_command
 
     search_command(args)
 
@@ -55,6 +55,9 @@ def add_search_commands(commands: argparse._SubParsersAction) -> None:
     )
     search.add_argument(
         "--hybrid", action="store_true", help="also match the query's words in the captions (RRF fusion)"
+    )
+    search.add_argument(
+        "--plain", action="store_true", help="rank by the text embedding alone, without reading traits from the query"
     )
     _add_index_arguments(search)
     search.set_defaults(run=_search)
