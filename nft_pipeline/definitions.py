@@ -10,6 +10,7 @@ import os
 import dagster as dg
 
 from assets import automation, images, index, ingest, media, model, report, text
+from assets import classify
 from assets.map import collection_map, combined_map
 from assets.partitions import collection_partitions
 from resources import local_resources
@@ -24,6 +25,9 @@ ALL_ASSETS = [
     model.clip_model,
     index.nft_index,
     report.cvi_report,
+    classify.trait_predictions,
+    classify.token_colours,
+    classify.token_audit,
     collection_map,
     combined_map,
 ]
