@@ -4,11 +4,16 @@ Printed as markdown tables (docs/search.md holds the results and the command):
 
 1. exact (flat) search p50 by table size, at the tiny preset's 128 dimensions and CLIP's 512: where
    it crosses the 10 ms budget is where `AnnSettings.needs_index` has the vector index built;
-2. the vector index on 100,000 synthetic 512-d vectors, IVF-SQ (the default) and IVF-PQ: build
-   time, then p50/p99 latency and recall@10 against exact search for a few (nprobes,
-   refine_factor), the default marked. The vectors are clustered like image embeddings: 1,000
-   Gaussian clusters (collections) around one direction all of them share (CLIP embeddings share
-   one), fixed seed; queries are fresh draws from the clusters;
+2. the vector index on 100,000 (or `--synthetic-rows`, up to 1,000,000) synthetic 512-d vectors,
+   IVF-SQ (the default) and IVF-PQ, each at a few IVF partition counts: build time, index size, then
+   p50/p99 latency and recall@10 against exact search for a few (nprobes, refine_factor), the default
+   marked; faiss (HNSW and IVF, in memory) on the same vectors and queries as the peer baseline; and
+   what the in-memory `HitDetails` cost (load time, memory, latency against fetching the columns
+   per query). The vectors are clustered like image embeddings: 1,000 Gaussian clusters
+   (collections) around one direction all of them share (CLIP embeddings share one), fixed seed;
+   queries are fresh draws from the clusters. They are drawn, written (one partition per 100,000
+   rows) and compared with the queries chunk by chunk, so a million rows need about 2 GB for the
+   vectors and a little more for one faiss index at a time;
 3. the same on real embeddings: the tiny preset trained on the bundled CryptoPunks and Nouns, every
    token indexed, queried with caption embeddings;
 4. end to end, `NftSearch.text` (tokenise + text encoder + search) on that real index.
@@ -19,6 +24,7 @@ and the lookup of the columns a hit shows in `HitDetails`.
     python benchmarks/bench_index.py                                # everything (about 1 h on 2 shared cores)
     python benchmarks/bench_index.py --synthetic-rows 20000 --punks 1000 --nouns 200 --epochs 1  # a quick look
     python benchmarks/bench_index.py --skip-synthetic --work-dir /tmp/bench-index --screenshot docs/img/search_page.png
+    nice -n 10 python benchmarks/bench_index.py --skip-flat --skip-real --synthetic-rows 1000000  # a million vectors (docs/scale.md)
 
 Training the demo model is most of the hour. `--work-dir` keeps the sample images, the trained
 model and the index: a second run reuses the finished training run (train_clip resumes it). `--screenshot` serves the real index and saves the
@@ -29,14 +35,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import resource
 import shutil
 import subprocess
 import tempfile
 import time
+import tracemalloc
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import faiss
 import lancedb
 import numpy as np
 import pyarrow as pa
@@ -57,6 +68,7 @@ from nft_pipeline.index import (
     index_inputs_from_examples,
     input_digests,
     lance_path,
+    partition_row_count,
     replace_partition,
 )
 from nft_pipeline.search import HitDetails, NftSearch, nearest_hits
@@ -69,7 +81,16 @@ K = 10
 QUERIES = 200
 FLAT_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 # (nprobes, refine_factor) tried for each kind of index.
-PROBES = {"ivf_sq": ((5, 2), (10, 1), (10, 2), (20, 2)), "ivf_pq": ((10, 10), (20, 10), (20, 20))}
+PROBES = {"ivf_sq": ((5, 2), (10, 1), (10, 2), (20, 2), (40, 2)), "ivf_pq": ((10, 10), (20, 10), (20, 20), (40, 20))}
+# IVF partition counts tried, as multiples of the default sqrt(rows): fewer, larger partitions scan
+# more vectors per probe but lose fewer neighbours to partition borders. IVF-PQ (minutes of k-means
+# per build) only at the default.
+PARTITION_SCALES = {"ivf_sq": (0.25, 1.0), "ivf_pq": (1.0,)}
+CHUNK_ROWS = 100_000  # synthetic rows drawn, written (one partition each) and compared at a time
+EXACT_QUERY_ROWS = 20_000_000  # exact search takes seconds a query at a million rows: queries x rows capped
+FAISS_HNSW_M = 16  # links per node; 32 doubles a build that already takes minutes at a million rows
+FAISS_HNSW_EF_SEARCH = (16, 32, 64, 128)
+FAISS_IVF_NPROBE = (10, 20, 40)
 SCREENSHOT_QUERY = "female with blonde bob and earring"
 # The tiny preset from scratch (not fine-tuning), hence a higher learning rate than the default; data
 # loaded in-process, as forking DataLoader workers from a process running LanceDB can deadlock them.
@@ -100,13 +121,25 @@ class Clusters:
         return unit(self.centres[membership] + noise), membership
 
 
-def synthetic_rows(vectors: np.ndarray, membership: np.ndarray) -> pa.Table:
+@dataclass(frozen=True)
+class PartitionCount(AnnSettings):
+    """AnnSettings with a fixed number of IVF partitions, to measure counts other than sqrt(rows)."""
+
+    partitions: int = 1
+
+    def num_partitions(self, rows: int) -> int:
+        return self.partitions
+
+
+def synthetic_rows(
+    vectors: np.ndarray, membership: np.ndarray, collection: str = "synthetic", first_id: int = 0
+) -> pa.Table:
     """Index rows around `vectors`, one synthetic collection, captions naming each row's cluster."""
     count, dim = vectors.shape
     inputs = pa.table(
         {
-            "collection": ["synthetic"] * count,
-            "token_id": [str(i) for i in range(count)],
+            "collection": [collection] * count,
+            "token_id": [str(first_id + i) for i in range(count)],
             "name": [f"Token {i}" for i in range(count)],
             "caption": [f"Token {i}: a thing of kind {c}." for i, c in enumerate(membership)],
             "tags": [[{"trait_type": "kind", "value": str(c), "phrase": f"kind {c}"}] for c in membership],
@@ -132,10 +165,28 @@ def p50_p99(milliseconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(milliseconds, 50)), float(np.percentile(milliseconds, 99))
 
 
-async def probe(db_path: Path, queries: np.ndarray, settings: AnnSettings) -> tuple[list[float], list[list[str]]]:
-    """Milliseconds and "collection/token_id" keys of each query's top 10, after two warm-up queries."""
+def rss_mb() -> float:
+    """This process's resident memory now (MB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def load_details(db_path: Path) -> HitDetails:
+    return await HitDetails.load(await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME))
+
+
+async def probe(
+    db_path: Path, queries: np.ndarray, settings: AnnSettings, details: HitDetails | None
+) -> tuple[list[float], list[list[str]]]:
+    """Milliseconds and "collection/token_id" keys of each query's top 10, after two warm-up queries;
+    with `details` None each query fetches the shown columns (tables past `details_max_rows`)."""
     table = await (await lancedb.connect_async(db_path)).open_table(TABLE_NAME)
-    details = await HitDetails.load(table)
     for query in queries[:2]:
         await nearest_hits(table, details, query, K, settings)
     times, ids = [], []
@@ -147,10 +198,22 @@ async def probe(db_path: Path, queries: np.ndarray, settings: AnnSettings) -> tu
     return times, ids
 
 
-def recall_at_k(found: list[list[str]], vectors: np.ndarray, queries: np.ndarray, keys: list[str]) -> float:
-    """Mean share of the exact top 10 (numpy, over every vector; `keys` names each row) that a search returned."""
-    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :K]
-    return float(np.mean([len(set(ids) & {keys[i] for i in row}) / K for ids, row in zip(found, exact)]))
+def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, keys: list[str]) -> list[set[str]]:
+    """The keys of each query's exact top 10 (numpy, over every vector), compared a chunk of rows at a time."""
+    scores, rows = [], []
+    for start in range(0, len(vectors), CHUNK_ROWS):
+        chunk = queries @ vectors[start : start + CHUNK_ROWS].T
+        top = np.argpartition(-chunk, min(K, chunk.shape[1]) - 1, axis=1)[:, :K]
+        scores.append(np.take_along_axis(chunk, top, 1))
+        rows.append(top + start)
+    scores, rows = np.concatenate(scores, axis=1), np.concatenate(rows, axis=1)
+    best = np.take_along_axis(rows, np.argsort(-scores, axis=1)[:, :K], 1)
+    return [{keys[i] for i in row} for row in best]
+
+
+def recall_at_k(found: list[list[str]], exact: list[set[str]]) -> float:
+    """Mean share of the exact top 10 that a search returned."""
+    return float(np.mean([len(set(ids) & truth) / K for ids, truth in zip(found, exact, strict=True)]))
 
 
 def flat_threshold(work: Path, rng: np.random.Generator) -> None:
@@ -163,7 +226,8 @@ def flat_threshold(work: Path, rng: np.random.Generator) -> None:
             clusters = Clusters.random(max(1, rows // 100), dim, rng)
             db_path = work / f"flat-{rows}-{dim}"
             replace_partition(db_path, "synthetic", synthetic_rows(*clusters.draw(rows, rng)))
-            times, _ = asyncio.run(probe(db_path, clusters.draw(100, rng)[0], AnnSettings()))
+            details = asyncio.run(load_details(db_path))
+            times, _ = asyncio.run(probe(db_path, clusters.draw(100, rng)[0], AnnSettings(), details))
             cells.append(f"{p50_p99(times)[0]:.1f}")
             shutil.rmtree(db_path)
         print(f"| {rows:,} | {' | '.join(cells)} |")
@@ -176,53 +240,185 @@ def drop_vector_index(db_path: Path) -> None:
             table.drop_index(index.name)
 
 
+def vector_index_mb(db_path: Path, built_before: set[Path]) -> float:
+    """Size on disk of the index directories written since `built_before` was listed."""
+    new = set(index_dirs(db_path)) - built_before
+    return sum(f.stat().st_size for d in new for f in d.rglob("*") if f.is_file()) / 1e6
+
+
+def index_dirs(db_path: Path) -> list[Path]:
+    return list((db_path / f"{TABLE_NAME}.lance" / "_indices").glob("*"))
+
+
 def ann_table(
-    title: str, db_path: Path, vectors: np.ndarray, queries: np.ndarray, keys: list[str], chosen: AnnSettings
+    title: str,
+    db_path: Path,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    keys: list[str],
+    chosen: AnnSettings,
+    peers: bool = False,
+    kinds: Sequence[str] = tuple(PROBES),
 ) -> None:
-    """Exact search, then each kind of vector index built and probed with a few (nprobes, refine_factor)."""
+    """Exact search, then each kind of vector index built at a few partition counts and probed with a
+    few (nprobes, refine_factor); with `peers`, faiss indexes on the same vectors, then the cost of
+    `HitDetails`."""
+    rows = len(vectors)
+    exact = exact_neighbours(vectors, queries, keys)
+    started = time.perf_counter()
+    details = asyncio.run(load_details(db_path))
+    details_seconds = time.perf_counter() - started
     drop_vector_index(db_path)
-    flat_times, flat_ids = asyncio.run(probe(db_path, queries, chosen))
+    exact_count = max(12, min(len(queries), EXACT_QUERY_ROWS // rows))  # seconds a query at a million rows
+    flat_times, flat_ids = asyncio.run(probe(db_path, queries[:exact_count], chosen, details))
     started = time.perf_counter()
     ensure_indexes(db_path, replace(chosen, max_flat_floats=10**15))  # the caption and scalar indexes only
     other_seconds = time.perf_counter() - started
     print(f"\n### {title}\n")
     print(
-        f"{len(queries)} queries, k = {K}, returning the columns a hit shows; {chosen.num_partitions(len(vectors))} IVF "
-        f"partitions; caption full-text + scalar indexes built in {other_seconds:.1f} s.\n"
+        f"{len(queries)} queries ({exact_count} for exact search), k = {K}, returning the columns a hit shows; "
+        f"default {chosen.num_partitions(rows)} IVF partitions (sqrt(rows)); caption full-text + scalar indexes "
+        f"built in {other_seconds:.1f} s. Index MB: LanceDB's index files on disk, faiss's growth of this "
+        "process's resident memory.\n"
     )
-    print("| search | build s | nprobes | refine_factor | p50 ms | p99 ms | recall@10 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| search | partitions | build s | index MB | nprobes / efSearch | refine_factor | p50 ms | p99 ms | recall@10 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     p50, p99 = p50_p99(flat_times)
-    recall = recall_at_k(flat_ids, vectors, queries, keys)
-    print(f"| exact (no index) | - | - | - | {p50:.1f} | {p99:.1f} | {recall:.3f} |")
-    for kind, probes in PROBES.items():
-        drop_vector_index(db_path)
-        started = time.perf_counter()
-        ensure_indexes(db_path, replace(chosen, kind=kind, max_flat_floats=0))
-        build_seconds = time.perf_counter() - started
-        for nprobes, refine_factor in probes:
-            settings = replace(chosen, kind=kind, nprobes=nprobes, refine_factor=refine_factor)
-            times, ids = asyncio.run(probe(db_path, queries, settings))
-            p50, p99 = p50_p99(times)
-            name = f"{kind} **(default)**" if settings == chosen else kind
-            recall = recall_at_k(ids, vectors, queries, keys)
-            print(
-                f"| {name} | {build_seconds:.0f} | {nprobes} | {refine_factor} | {p50:.1f} | {p99:.1f} | {recall:.3f} |"
-            )
+    recall = recall_at_k(flat_ids, exact[:exact_count])
+    print(f"| exact (no index) | - | - | - | - | - | {p50:.1f} | {p99:.1f} | {recall:.3f} |", flush=True)
+    for kind in kinds:
+        probes = PROBES[kind]
+        for scale in PARTITION_SCALES[kind]:
+            partitions = max(1, round(scale * chosen.num_partitions(rows)))
+            build = PartitionCount(**vars(chosen), partitions=partitions)
+            drop_vector_index(db_path)
+            before = set(index_dirs(db_path))
+            started = time.perf_counter()
+            ensure_indexes(db_path, replace(build, kind=kind, max_flat_floats=0))
+            build_seconds = time.perf_counter() - started
+            size = vector_index_mb(db_path, before)
+            for nprobes, refine_factor in probes:
+                settings = replace(chosen, kind=kind, nprobes=nprobes, refine_factor=refine_factor)
+                times, ids = asyncio.run(probe(db_path, queries, settings, details))
+                p50, p99 = p50_p99(times)
+                default = settings == chosen and partitions == chosen.num_partitions(rows)
+                name = f"{kind} **(default)**" if default else kind
+                print(
+                    f"| {name} | {partitions} | {build_seconds:.0f} | {size:.0f} | {nprobes} | {refine_factor} | "
+                    f"{p50:.1f} | {p99:.1f} | {recall_at_k(ids, exact):.3f} |",
+                    flush=True,
+                )
     drop_vector_index(db_path)
     ensure_indexes(db_path, chosen)  # leave the default index for the end-to-end measurement
+    if peers:
+        fetched_times, _ = asyncio.run(probe(db_path, queries, chosen, None))
+        in_memory_times, _ = asyncio.run(probe(db_path, queries, chosen, details))
+        print(
+            f"\n`HitDetails` of {len(details):,} rows: read in {details_seconds:.1f} s, {details_mb(db_path):.0f} MB. "
+            f"Default index, p50 {p50_p99(in_memory_times)[0]:.1f} ms (p99 {p50_p99(in_memory_times)[1]:.1f}) with them "
+            f"in memory, {p50_p99(fetched_times)[0]:.1f} ms (p99 {p50_p99(fetched_times)[1]:.1f}) fetching the shown "
+            "columns per query.\n",
+            flush=True,
+        )
+        faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows))
+        print(f"\nPeak RSS of this process: {peak_rss_mb():,.0f} MB.")
 
 
-def synthetic(work: Path, rows: int, rng: np.random.Generator, settings: AnnSettings) -> None:
-    clusters = Clusters.random(1_000, 512, rng)
-    vectors, membership = clusters.draw(rows, rng)
-    db_path = work / "synthetic"
-    shutil.rmtree(db_path, ignore_errors=True)
-    replace_partition(db_path, "synthetic", synthetic_rows(vectors, membership))
-    title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
-    ann_table(
-        title, db_path, vectors, clusters.draw(QUERIES, rng)[0], [f"synthetic/{i}" for i in range(rows)], settings
+def details_mb(db_path: Path) -> float:
+    """Memory a `HitDetails` of the table holds: its Arrow buffers plus the Python key map (traced)."""
+    gc.collect()
+    arrow_before = pa.total_allocated_bytes()
+    tracemalloc.start()
+    details = asyncio.run(load_details(db_path))
+    python_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    held = pa.total_allocated_bytes() - arrow_before + python_bytes
+    del details
+    return held / 1e6
+
+
+def faiss_peers(
+    vectors: np.ndarray, queries: np.ndarray, keys: list[str], exact: list[set[str]], partitions: int
+) -> None:
+    """faiss on the same vectors and queries: HNSW and IVF (flat and 8-bit scalars, sharing one trained
+    quantizer), built with every core and queried one query at a time on one thread, like the API.
+    Inner product on unit vectors is the cosine similarity LanceDB ranks by."""
+    dim = vectors.shape[1]
+    hnsw = lambda: faiss.IndexHNSWFlat(dim, FAISS_HNSW_M, faiss.METRIC_INNER_PRODUCT)  # noqa: E731
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf_flat = lambda: faiss.IndexIVFFlat(quantizer, dim, partitions, faiss.METRIC_INNER_PRODUCT)  # noqa: E731
+    ivf_sq8 = lambda: faiss.IndexIVFScalarQuantizer(  # noqa: E731
+        quantizer, dim, partitions, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
     )
+    peers = (  # HNSW last: at a million rows its build takes longest
+        ("faiss IVF-Flat", partitions, ivf_flat, "nprobe", FAISS_IVF_NPROBE),
+        ("faiss IVF-SQ8 (quantizer of IVF-Flat)", partitions, ivf_sq8, "nprobe", FAISS_IVF_NPROBE),
+        (f"faiss HNSW (M={FAISS_HNSW_M})", "-", hnsw, "efSearch", FAISS_HNSW_EF_SEARCH),
+    )
+    for name, shown_partitions, make, knob, values in peers:
+        gc.collect()
+        before = rss_mb()
+        started = time.perf_counter()
+        index = make()
+        index.train(vectors)  # k-means samples 256 vectors a partition; the IVF-SQ8 reuses the trained quantizer
+        for start in range(0, len(vectors), CHUNK_ROWS):
+            index.add(vectors[start : start + CHUNK_ROWS])
+        build_seconds, size = time.perf_counter() - started, rss_mb() - before
+        search_params = index.hnsw if knob == "efSearch" else index
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        for value in values:
+            setattr(search_params, knob, value)
+            times, found = faiss_probe(index, queries, keys)
+            p50, p99 = p50_p99(times)
+            print(
+                f"| {name} | {shown_partitions} | {build_seconds:.0f} | {size:.0f} | {value} | - | {p50:.2f} | "
+                f"{p99:.2f} | {recall_at_k(found, exact):.3f} |",
+                flush=True,
+            )
+        faiss.omp_set_num_threads(threads)
+        del index
+
+
+def faiss_probe(index: faiss.Index, queries: np.ndarray, keys: list[str]) -> tuple[list[float], list[list[str]]]:
+    """Milliseconds and keys of each query's top 10, one query a call, after two warm-up queries."""
+    for query in queries[:2]:
+        index.search(query[None], K)
+    times, found = [], []
+    for query in queries:
+        started = time.perf_counter()
+        _, rows = index.search(query[None], K)
+        times.append((time.perf_counter() - started) * 1000.0)
+        found.append([keys[row] for row in rows[0] if row >= 0])
+    return times, found
+
+
+def written(db_path: Path, collection: str, rows: int) -> bool:
+    """Whether an earlier run with the same seed wrote this partition in full (same draws, same rows)."""
+    return partition_row_count(db_path, collection) == rows
+
+
+def synthetic(
+    work: Path, rows: int, rng: np.random.Generator, settings: AnnSettings, peers: bool, kinds: Sequence[str]
+) -> None:
+    """`rows` clustered vectors written in partitions of CHUNK_ROWS (one if that is all), then `ann_table`."""
+    clusters = Clusters.random(1_000, 512, rng)
+    db_path = work / "synthetic"
+    if rows <= CHUNK_ROWS:
+        shutil.rmtree(db_path, ignore_errors=True)
+    vectors = np.empty((rows, 512), np.float32)
+    keys: list[str] = []
+    started = time.perf_counter()
+    for start in range(0, rows, CHUNK_ROWS):
+        count = min(CHUNK_ROWS, rows - start)
+        collection = "synthetic" if rows <= CHUNK_ROWS else f"synthetic-{start // CHUNK_ROWS}"
+        vectors[start : start + count], membership = clusters.draw(count, rng)
+        if rows <= CHUNK_ROWS or not written(db_path, collection, count):  # a --work-dir run resumes
+            replace_partition(db_path, collection, synthetic_rows(vectors[start : start + count], membership, collection, start))
+        keys += [f"{collection}/{start + i}" for i in range(count)]
+    print(f"\n{rows:,} synthetic vectors drawn and written in {time.perf_counter() - started:.0f} s", flush=True)
+    title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
+    ann_table(title, db_path, vectors, clusters.draw(QUERIES, rng)[0], keys, settings, peers, kinds)
 
 
 def trained_model(work: Path, punks: int, nouns: int, epochs: int) -> tuple[Path, list[TrainingExample]]:
@@ -310,6 +506,9 @@ def main() -> None:
     parser.add_argument("--synthetic-rows", type=int, default=100_000)
     parser.add_argument("--skip-synthetic", action="store_true", help="only the real sample collections")
     parser.add_argument("--skip-real", action="store_true", help="only the synthetic tables (no model trained)")
+    parser.add_argument("--skip-flat", action="store_true", help="leave out the exact search table by size")
+    parser.add_argument("--skip-faiss", action="store_true", help="leave out the faiss peers and the HitDetails cost")
+    parser.add_argument("--kinds", nargs="+", default=list(PROBES), choices=list(PROBES), help="LanceDB index kinds")
     parser.add_argument("--punks", type=int, default=10_000)
     parser.add_argument("--nouns", type=int, default=1_000)
     parser.add_argument("--epochs", type=int, default=6, help="training epochs of the demo model")
@@ -323,8 +522,9 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(0)
         if not arguments.skip_synthetic:
-            flat_threshold(work, rng)
-            synthetic(work, arguments.synthetic_rows, rng, settings)
+            if not arguments.skip_flat:
+                flat_threshold(work, rng)
+            synthetic(work, arguments.synthetic_rows, rng, settings, not arguments.skip_faiss, arguments.kinds)
         if arguments.skip_real:
             return
         model_dir, examples = trained_model(work, arguments.punks, arguments.nouns, arguments.epochs)

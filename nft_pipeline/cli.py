@@ -6,6 +6,7 @@ import argparse
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from nft_pipeline.reporting import text_table
 from nft_pipeline.storage import DataLayout, default_data_dir
@@ -44,9 +45,19 @@ FROM {cvi_report} c ORDER BY c.collection, c.model DESC
 
 def _gateway(args: argparse.Namespace) -> None:
     from nft_pipeline.gateway import serve_forever
+    from nft_pipeline.samples import sample_collections
 
     supplies = dict(item.split("=", 1) for item in args.supply)
-    serve_forever(args.host, args.port, {slug: int(n) for slug, n in supplies.items()})
+    collections = sample_collections()
+    if args.generated:
+        from nft_pipeline.samples.nft1000_mini import generated_collections, write_catalog
+
+        generated = generated_collections(args.generated, args.seed)
+        catalog = write_catalog(generated, args.catalog or default_data_dir() / f"nft1000-mini-{args.generated}.csv")
+        collections.update(generated)
+        tokens = sum(c.default_supply for c in generated.values())
+        print(f"{len(generated)} generated collections, {tokens:,} tokens; their catalog: {catalog}", flush=True)
+    serve_forever(args.host, args.port, {slug: int(n) for slug, n in supplies.items()}, collections)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -92,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8765)
     gateway.add_argument("--supply", action="append", default=[], metavar="SLUG=N", help="override a supply")
+    gateway.add_argument("--generated", type=int, default=0, metavar="N", help="also serve N generated collections (NFT1000 in miniature)")
+    gateway.add_argument("--seed", type=int, default=0, help="seed of the generated collections")
+    gateway.add_argument("--catalog", type=Path, help="where to write their catalog CSV (default: <data dir>/nft1000-mini-N.csv)")
     gateway.set_defaults(run=_gateway)
 
     download = commands.add_parser("download", help="fetch one collection's media (its tokens table must exist)")

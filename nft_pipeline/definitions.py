@@ -11,6 +11,7 @@ import dagster as dg
 
 from assets import automation, images, index, ingest, media, model, report, text
 from assets import classify
+from assets.map import collection_map, combined_map
 from assets.partitions import collection_partitions
 from resources import local_resources
 
@@ -27,12 +28,14 @@ ALL_ASSETS = [
     classify.trait_predictions,
     classify.token_colours,
     classify.token_audit,
+    collection_map,
+    combined_map,
 ]
 # What needs a trained model: per collection, but not with the stages that prepare a collection
 # (the `collection_pipeline` job and the daily refresh run before any model exists, so they would
 # fail on it). It follows its inputs and the model through its automation condition, evaluated
 # by `automation.automation_conditions`. See ARCHITECTURE.md, "Refresh".
-MODEL_DEPENDENT_PARTITIONED = [index.nft_index]
+MODEL_DEPENDENT_PARTITIONED = [index.nft_index, collection_map]
 PARTITIONED_ASSETS = [
     a for a in ALL_ASSETS if a.partitions_def is collection_partitions and a not in MODEL_DEPENDENT_PARTITIONED
 ]

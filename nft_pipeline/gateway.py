@@ -304,7 +304,12 @@ def running_gateway(
         yield RunningGateway(server.base_url, host, server.port, gateway)
 
 
-def serve_forever(host: str = "127.0.0.1", port: int = 8765, supplies: Mapping[str, int] | None = None) -> None:
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    supplies: Mapping[str, int] | None = None,
+    collections: Mapping[str, SampleCollection] | None = None,
+) -> None:
     """Run the gateway in the foreground until interrupted (for `nft-pipeline gateway`)."""
     try:
         import uvloop
@@ -312,4 +317,4 @@ def serve_forever(host: str = "127.0.0.1", port: int = 8765, supplies: Mapping[s
         loop = None
     else:
         loop = uvloop.new_event_loop()
-    web.run_app(SampleGateway(supplies).app(), host=host, port=port, access_log=None, loop=loop)
+    web.run_app(SampleGateway(supplies, collections=collections).app(), host=host, port=port, access_log=None, loop=loop)

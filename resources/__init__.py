@@ -21,6 +21,7 @@ from nft_pipeline.source import SourceEndpoint
 from nft_pipeline.storage import DataLayout, default_data_root
 
 GATEWAY_URL_ENV = "NFT_PIPELINE_GATEWAY_URL"
+CATALOG_ENV = "NFT_PIPELINE_CATALOG"  # a bundled catalog's name or a CSV path (default: samples)
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8765"
 
 
@@ -110,7 +111,8 @@ class NftSourcesResource(dg.ConfigurableResource):
 
 def local_resources(gateway_url: str | None = None, data_dir: Path | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resource set for local runs: data under `data_dir` (default `$NFT_PIPELINE_DATA`, which
-    may be a URL whose store takes its credentials from the environment), sample sources at `gateway_url`.
+    may be a URL whose store takes its credentials from the environment), sample sources at `gateway_url`,
+    the catalog `$NFT_PIPELINE_CATALOG` (default `samples`).
 
     HTTP limits come from `gateway_limits`: the sample gateway's IPFS route first, and its host
     allowed past the private-address guard when it runs on loopback.
@@ -120,5 +122,5 @@ def local_resources(gateway_url: str | None = None, data_dir: Path | None = None
     return {
         "data_dir": DataDirResource(path=str(data_dir or default_data_root())),
         "http": HttpResource(allowed_private=list(limits.allowed_private), ipfs_gateways=list(limits.ipfs_gateways)),
-        "sources": NftSourcesResource(sample_gateway_url=gateway_url),
+        "sources": NftSourcesResource(sample_gateway_url=gateway_url, catalog=os.environ.get(CATALOG_ENV, "samples")),
     }

@@ -85,7 +85,7 @@ def test_the_index_follows_refreshed_partitions_and_new_models_once_a_model_exis
     exists, every partition after one, none once indexed, only the refreshed partition after a
     refresh, every partition after the model is trained again."""
     gateway = SampleGateway(supplies={"cryptopunks": 12, "nouns": 12})
-    training = {"ops": {"clip_model": {"config": {"collections": ["cryptopunks", "nouns"], "epochs": 1, "batch_size": 16}}}}
+    training = {"ops": {"clip_model": {"config": {"collections": ["cryptopunks", "nouns"], "epochs": 1, "batch_size": 16, "split": "by_token"}}}}
     with (
         running_gateway(gateway) as running,
         temp_instance(tmp_path / "dagster") as instance,

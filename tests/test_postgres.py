@@ -14,16 +14,9 @@ dagster-postgres (the `test` extra) are missing, and under CI=true not even then
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
-import secrets
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
@@ -38,40 +31,12 @@ from nft_pipeline.gateway import SampleGateway, running_gateway
 from nft_pipeline.storage import DataLayout
 from resources import local_resources
 from tests.components import require_component, require_module
-from tests.test_backfill_cli import dagster_home, free_port, run_cli
+from tests.postgres_cluster import PgServer, pg_bin_dir, throwaway_postgres
+from tests.test_backfill_cli import dagster_home, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 SUPPLY = 60
 POOL_LIMITS = {"download": 2, "training": 1}
-
-
-def pg_bin_dir() -> Path | None:
-    """Where `initdb` and `pg_ctl` are: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
-    on_path = shutil.which("initdb")
-    if on_path and shutil.which("pg_ctl"):
-        return Path(on_path).resolve().parent
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    return Path(found[-1]).parent if found else None
-
-
-@dataclass(frozen=True)
-class PgServer:
-    host: str
-    port: int
-    username: str
-    password: str
-
-    def connect(self, db_name: str = "postgres"):
-        import psycopg2
-
-        return psycopg2.connect(
-            host=self.host, port=self.port, user=self.username, password=self.password, dbname=db_name
-        )
-
-    def query(self, db_name: str, sql: str, params: tuple = ()) -> list[tuple]:
-        with self.connect(db_name) as conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -79,75 +44,13 @@ def postgres() -> Iterator[PgServer]:
     bin_dir = pg_bin_dir()
     require_component("PostgreSQL server binaries (initdb, pg_ctl)", bin_dir is not None, "scripts/test-setup.sh installs them")
     require_module("dagster_postgres", "dagster-postgres", "the test extra installs it (make install)")
-    root = Path(tempfile.mkdtemp(prefix="nft-pg-"))  # not under pytest's 0700 root-owned tmp: postgres must reach it
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-        owner = pwd.getpwnam("postgres")  # created by Debian's postgresql package
-        os.chown(root, owner.pw_uid, owner.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    server = PgServer("127.0.0.1", free_port(), "dagster", secrets.token_hex(12))
-    pwfile = root / "pw"
-    pwfile.write_text(server.password + "\n")
-    if run_as:
-        shutil.chown(pwfile, "postgres", "postgres")
-
-    def pg(*args: str) -> None:
-        result = subprocess.run([*run_as, *args], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-
-    data = root / "data"
-    pg(
-        str(bin_dir / "initdb"),
-        "-D",
-        str(data),
-        "-U",
-        server.username,
-        f"--pwfile={pwfile}",
-        "--auth=scram-sha-256",
-        "-E",
-        "UTF8",
-        "--no-sync",
-        "--no-instructions",
-    )
-    options = f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    pg(
-        str(bin_dir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-o",
-        options,
-        "-l",
-        str(root / "server.log"),
-        "-w",
-        "-t",
-        "60",
-        "start",
-    )
-    try:
-        conn = server.connect()
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE nft_dagster")
-        conn.close()
+    with throwaway_postgres(bin_dir) as server:
         yield server
-    finally:
-        subprocess.run(
-            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_one_partition_end_to_end_on_postgres(postgres, tmp_path):
     env = dagster_home(tmp_path, REPO / "deploy" / "dagster-postgres.yaml")
-    env.update(
-        DAGSTER_PG_HOST=postgres.host,
-        DAGSTER_PG_PORT=str(postgres.port),
-        DAGSTER_PG_USERNAME=postgres.username,
-        DAGSTER_PG_PASSWORD=postgres.password,
-        DAGSTER_PG_DB="nft_dagster",
-    )
+    env.update(postgres.dagster_env())
     for pool, limit in POOL_LIMITS.items():  # the documented CLI, on the PostgreSQL-backed instance
         run_cli(
             [sys.executable, "-m", "dagster", "instance", "concurrency", "set", pool, str(limit)],

@@ -96,9 +96,10 @@ EYE_TOP, EYE_COLUMNS, MOUTH_TOP = 26, (18, 30), 34
 OPTIONAL_TRAITS = {"Hat": 0.35, "Accessory": 0.5}  # chance the token has none
 
 
-def critter_traits(token_id: int) -> dict[str, str]:
-    """Trait type -> value; an optional trait the token lacks is absent (never "None")."""
-    rng = random.Random(f"mixedmedia-{token_id}")
+def critter_traits(token_id: int, namespace: str = "mixedmedia") -> dict[str, str]:
+    """Trait type -> value; an optional trait the token lacks is absent (never "None"). Each
+    `namespace` (a collection) draws its own critters."""
+    rng = random.Random(f"{namespace}-{token_id}")
     traits = {
         "Background": rng.choice(list(BACKGROUNDS)),
         "Body": rng.choice(list(BODY_SHAPES)),

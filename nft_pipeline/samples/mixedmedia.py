@@ -150,36 +150,50 @@ def _messy_attributes(fault: Fault | None, attributes: list[dict[str, Any]]) -> 
 
 
 class MixedMedia(SampleCollection):
+    """The critters; a subclass changes which format, fault and traits each token has (the
+    `media_format`, `fault_of` and `traits` methods) and the CIDs its files live under."""
+
     slug = "mixedmedia"
     name = "Mixed Media Critters"
     symbol = "MMC"
     contract = derived_address("mixedmedia")
     description = "Generated critters in every media format, with deliberate faults (sample collection)."
     default_supply = 600
+    metadata_cid = MIXED_METADATA_CID
+    image_cid = MIXED_IMAGE_CID
+
+    def media_format(self, token_id: int) -> str:
+        return media_format(token_id)
+
+    def fault_of(self, token_id: int) -> Fault | None:
+        return fault_of(token_id)
+
+    def traits(self, token_id: int) -> dict[str, str]:
+        return critter_traits(token_id)
 
     def token_uri(self, token_id: int) -> str:
-        return f"ipfs://{MIXED_METADATA_CID}/{token_id}.json"
+        return f"ipfs://{self.metadata_cid}/{token_id}.json"
 
     def _image_extension(self, token_id: int) -> str | None:
         """The extension of the token's image file on IPFS; None for `data:` images."""
-        file_format = media_format(token_id)
+        file_format = self.media_format(token_id)
         if file_format not in FILE_TYPES:
             return None
-        return "png" if fault_of(token_id) is Fault.IMAGE_CONTENT_TYPE_LIES else FILE_TYPES[file_format][0]
+        return "png" if self.fault_of(token_id) is Fault.IMAGE_CONTENT_TYPE_LIES else FILE_TYPES[file_format][0]
 
     def media(self, token_id: int) -> ServedFile:
         """The token's genuine media (what a `data:` URI embeds, or the file before any fault)."""
         return self._memo(("media", token_id), lambda: self._render_media(token_id))
 
     def _render_media(self, token_id: int) -> ServedFile:
-        file_format = _DATA_URI_SOURCES.get(media_format(token_id), media_format(token_id))
-        body = _RENDERERS[file_format](critter_traits(token_id), token_id)
+        file_format = _DATA_URI_SOURCES.get(self.media_format(token_id), self.media_format(token_id))
+        body = _RENDERERS[file_format](self.traits(token_id), token_id)
         return ServedFile(body, FILE_TYPES[file_format][1])
 
     def image_uri(self, token_id: int) -> str:
         extension = self._image_extension(token_id)
         if extension is not None:
-            return f"ipfs://{MIXED_IMAGE_CID}/{token_id}.{extension}"
+            return f"ipfs://{self.image_cid}/{token_id}.{extension}"
         media = self.media(token_id)
         if media.content_type == "image/svg+xml":
             return "data:image/svg+xml," + urllib.parse.quote(media.body.decode("utf-8"))
@@ -189,29 +203,29 @@ class MixedMedia(SampleCollection):
         return self._memo(("metadata", token_id), lambda: self._build_metadata(token_id))
 
     def _build_metadata(self, token_id: int) -> dict[str, Any]:
-        fault = fault_of(token_id)
-        attributes = [{"trait_type": trait, "value": value} for trait, value in critter_traits(token_id).items()]
+        fault = self.fault_of(token_id)
+        attributes = [{"trait_type": trait, "value": value} for trait, value in self.traits(token_id).items()]
         name = f"Crème Brûlée Critter #{token_id}" if fault is Fault.NAME_NOT_UTF8 else f"Critter #{token_id}"
         document: dict[str, Any] = {
             "name": name,
-            "description": f"Critter #{token_id} of the Mixed Media Critters, a generated sample collection.",
+            "description": f"Critter #{token_id} of the {self.name}, a generated sample collection.",
             "image": self.image_uri(token_id),
         }
-        if media_format(token_id) == "mp4":
+        if self.media_format(token_id) == "mp4":
             document["animation_url"] = document["image"]
         if fault is not Fault.ATTRIBUTES_MISSING:
             document["attributes"] = _messy_attributes(fault, attributes)
         return document
 
     def indexed_metadata(self, token_id: int) -> dict[str, Any]:
-        return {} if fault_of(token_id) in INDEX_ERRORS else self.metadata(token_id)
+        return {} if self.fault_of(token_id) in INDEX_ERRORS else self.metadata(token_id)
 
     def index_error(self, token_id: int) -> str | None:
-        fault = fault_of(token_id)
+        fault = self.fault_of(token_id)
         return INDEX_ERRORS.get(fault) if fault is not None else None
 
     def ipfs_files(self) -> dict[str, FileProducer]:
-        return {MIXED_METADATA_CID: self._metadata_file, MIXED_IMAGE_CID: self._image_file}
+        return {self.metadata_cid: self._metadata_file, self.image_cid: self._image_file}
 
     def _metadata_file(self, token_id: int, extension: str) -> ServedFile | None:
         if extension != "json":
@@ -220,7 +234,7 @@ class MixedMedia(SampleCollection):
 
     def _build_metadata_file(self, token_id: int) -> ServedFile | None:
         document = self.metadata(token_id)
-        match fault_of(token_id):
+        match self.fault_of(token_id):
             case Fault.TOKEN_URI_404:
                 return None
             case Fault.NAME_NOT_UTF8:
@@ -234,7 +248,7 @@ class MixedMedia(SampleCollection):
         if extension != self._image_extension(token_id):
             return None
         media = self.media(token_id)
-        match fault_of(token_id):
+        match self.fault_of(token_id):
             case Fault.IMAGE_404:
                 return None
             case Fault.IMAGE_HTML_200:

@@ -43,6 +43,7 @@ from nft_pipeline.index import IndexMissing
 from nft_pipeline.search import MAX_EXPORT, MAX_IMAGE_BYTES, MAX_K, NftSearch, SearchError, SearchResults, UnknownToken
 from nft_pipeline.storage import default_data_dir
 from nft_pipeline.web.image_query import URL_LIMITS, fetched_image, uploaded_image
+from nft_pipeline.web.map_routes import add_map_routes
 from nft_pipeline.web.outlines import ComponentOutlines
 
 IMAGES_DIR = "images"  # under the data directory: where the standardize stage writes PNGs
@@ -290,6 +291,7 @@ def create_app(search: NftSearch, images_root: Path, url_fetch_limits: HttpLimit
     app.router.add_get("/api/token/{collection}/{token_id}", api_token)
     app.router.add_get("/img/{collection}/{token_id}", image)
     app.router.add_get("/api/outline/{collection}/{token_id}", outline)
+    add_map_routes(app, images_root.parent)  # the /map page (map_routes.py): maps live beside the images
     return app
 
 
