@@ -130,5 +130,6 @@ def test_page_shows_the_colour_chip_and_removes_its_words_in_chromium(data_dir, 
             await page.screenshot(ARTIFACTS / "search_colour_chip.png")
             await page.click("#chips .interp[data-kind='colour'] .remove")
             await page.wait_for("document.querySelector('#q').value.trim() === 'nouns'")
+            assert page.exceptions == []
 
     asyncio.run(scenario())

@@ -87,5 +87,6 @@ def test_page_marks_predicted_traits_in_chromium(data_dir, tmp_path):
             marked = await page.evaluate("[...document.querySelectorAll('#results .card .predicted')].map(n => n.textContent)")
             assert marked and all(text.startswith("predicted · ") and "Type: Female" in text for text in marked), marked
             await page.screenshot(ARTIFACTS / "search_predicted.png")
+            assert page.exceptions == []
 
     asyncio.run(scenario())
