@@ -23,7 +23,7 @@ from tests.conftest import temp_instance
 from tests.tiny_model import one_torch_thread
 
 SLUG = "nouns"
-TRAINING = {"ops": {"clip_model": {"config": {"collections": [SLUG], "epochs": 1, "batch_size": 16}}}}
+TRAINING = {"ops": {"clip_model": {"config": {"collections": [SLUG], "epochs": 1, "batch_size": 16, "split": "by_token"}}}}
 COUNTED = {
     "standardized_images": "standardized",
     "components": "masks_computed",
