@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,12 @@ from nft_pipeline.train.data import TrainingExample
 from nft_pipeline.train.embed import embed_examples
 from nft_pipeline.train.evaluate import retrieval_metrics
 from nft_pipeline.train.model import load_clip
+
+# A DataLoader worker is a fresh interpreter that imports torch and the model code (seconds), paid
+# again for every (model, collection); it decodes a few hundred small PNGs in less. So a collection
+# gets one worker per this many pairs, up to the run's count: NFT1000's many small collections
+# (median ~20 tokens in `--generated`) are embedded in process.
+PAIRS_PER_EVAL_WORKER = 500
 
 CVI_REPORT = pa.schema(
     [
@@ -76,7 +83,8 @@ def collection_rows(
             pairs = sample_pairs(examples, sample_size, seed)
             if len(pairs) < 2:
                 continue
-            images, texts = embed_examples(bundle, pairs, work_dir / model_name / collection, config)
+            workers = min(config.num_workers, len(pairs) // PAIRS_PER_EVAL_WORKER)
+            images, texts = embed_examples(bundle, pairs, work_dir / model_name / collection, replace(config, num_workers=workers))
             result = cvi(images.numpy(), texts.numpy(), alpha=alpha)
             recall = retrieval_metrics(images, texts, [collection] * len(pairs))["global"]["text_to_image"]
             rows.append(
