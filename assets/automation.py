@@ -7,10 +7,12 @@ under the same URL, and later stages reuse outputs whose inputs did not change.
 """
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets.batching import COLLECTIONS_PER_RUN
 from assets.partitions import collection_partitions
 from resources import NftSourcesResource
 
@@ -18,7 +20,7 @@ PIPELINE_JOB = "collection_pipeline"
 
 
 def collection_pipeline_job(partitioned_assets: Sequence[dg.AssetsDefinition]):
-    """Every per-collection asset for one partition, in dependency order.
+    """Every per-collection asset for one partition or a range of them, in dependency order.
 
     In process: the steps of one collection run one after another in the run's process (the chain
     is nearly linear, and the heavy steps spread over cores themselves), so the run imports the
@@ -33,17 +35,36 @@ def collection_pipeline_job(partitioned_assets: Sequence[dg.AssetsDefinition]):
     )
 
 
+def collection_runs(slugs: Sequence[str], run_key_prefix: str, tags: dict[str, str] | None = None) -> list[dg.RunRequest]:
+    """Runs of the pipeline job over `slugs`, at most `COLLECTIONS_PER_RUN` collections each.
+
+    `slugs` must be consecutive partitions (in the order they were added), because a run covers
+    the range from its first to its last. A run of one collection is a plain partition run.
+    """
+    requests = []
+    for start in range(0, len(slugs), COLLECTIONS_PER_RUN):
+        chunk = slugs[start : start + COLLECTIONS_PER_RUN]
+        first, last = chunk[0], chunk[-1]
+        if len(chunk) == 1:
+            requests.append(dg.RunRequest(run_key=f"{run_key_prefix}-{first}", partition_key=first, tags=tags or {}))
+            continue
+        range_tags = {**(tags or {}), ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+        requests.append(dg.RunRequest(run_key=f"{run_key_prefix}-{first}..{last}", tags=range_tags))
+    return requests
+
+
 @dg.schedule(job_name=PIPELINE_JOB, cron_schedule="0 4 * * *", execution_timezone="UTC")
-def daily_refresh(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
-    """One refresh run per known collection per day (the run key makes a day's request unique)."""
+def daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    """Refresh runs over every known collection each day, `COLLECTIONS_PER_RUN` collections a run
+    (the run key makes a day's request unique)."""
     day = context.scheduled_execution_time.date().isoformat()
-    for slug in context.instance.get_dynamic_partitions(collection_partitions.name):
-        yield dg.RunRequest(run_key=f"refresh-{day}-{slug}", partition_key=slug, tags={"nft_pipeline/refresh": day})
+    slugs = context.instance.get_dynamic_partitions(collection_partitions.name)
+    return collection_runs(slugs, f"refresh-{day}", {"nft_pipeline/refresh": day})
 
 
 @dg.sensor(job_name=PIPELINE_JOB, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
 def catalog_discovery(context: dg.SensorEvaluationContext, sources: NftSourcesResource) -> dg.SensorResult:
-    """Adds a partition and requests a first run for each new catalog slug.
+    """Adds a partition for each new catalog slug and requests their first runs, `COLLECTIONS_PER_RUN` a run.
 
     A slug removed from the catalog keeps its partition and data; it is reported in the log and
     the cursor so that nobody loses a collection's history by editing a CSV.
@@ -55,7 +76,8 @@ def catalog_discovery(context: dg.SensorEvaluationContext, sources: NftSourcesRe
     if removed:
         context.log.warning(f"collections no longer in catalog {sources.catalog!r} (data kept): {', '.join(removed)}")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"discover-{slug}", partition_key=slug) for slug in new],
+        # The new partitions are added in this order after the known ones, so each chunk is a range.
+        run_requests=collection_runs(new, "discover"),
         dynamic_partitions_requests=[collection_partitions.build_add_request(new)] if new else [],
         cursor=json.dumps({"catalog": sources.catalog, "known": len(known) + len(new), "removed": removed}),
     )

@@ -8,9 +8,9 @@ from collections import Counter
 
 import dagster as dg
 
+from assets.batching import collection_asset
 from assets.checks import check_result, check_spec
 from assets.images import components, standardized_images
-from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from assets.text import captions
 from nft_pipeline import schemas
@@ -45,7 +45,7 @@ class TraitPredictionsConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(group_name="classify", kinds={"parquet"}, partitions_def=collection_partitions, deps=[standardized_images, captions], check_specs=[PREDICTIONS_COVER_IMAGES])
+@collection_asset(group_name="classify", kinds={"parquet"}, deps=[standardized_images, captions], check_specs=[PREDICTIONS_COVER_IMAGES])
 def trait_predictions(context: dg.AssetExecutionContext, config: TraitPredictionsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Each exclusive trait type predicted for every token (kNN over trait pixels) with a confidence;
     tokens without metadata are `missing_metadata`, the rest leave-one-out suggestions."""
@@ -68,7 +68,7 @@ def trait_predictions(context: dg.AssetExecutionContext, config: TraitPrediction
     return dg.MaterializeResult(metadata=metadata, check_results=[check_result(PREDICTIONS_COVER_IMAGES, row_counts_match(table.num_rows, expected))])
 
 
-@dg.asset(group_name="classify", kinds={"parquet"}, partitions_def=collection_partitions, deps=[standardized_images], check_specs=[COLOURS_FOR_OK_IMAGES])
+@collection_asset(group_name="classify", kinds={"parquet"}, deps=[standardized_images], check_specs=[COLOURS_FOR_OK_IMAGES])
 def token_colours(context: dg.AssetExecutionContext, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Dominant colours (k-means in CIELAB, background apart) and named colour classes per token."""
     layout = data_dir.layout()
@@ -94,7 +94,7 @@ class TokenAuditConfig(dg.Config):
     max_mismatch_rate: float = 0.05  # the check warns above this share of checked tokens
 
 
-@dg.asset(group_name="classify", kinds={"parquet"}, partitions_def=collection_partitions, deps=[standardized_images, captions, components], check_specs=[AUDIT_MISMATCH_RATE])
+@collection_asset(group_name="classify", kinds={"parquet"}, deps=[standardized_images, captions, components], check_specs=[AUDIT_MISMATCH_RATE])
 def token_audit(context: dg.AssetExecutionContext, config: TokenAuditConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Per token: declared traits visible in the image (agreement with their components), placeholder
     (unrevealed) images, duplicate images; flags with reasons."""

@@ -4,9 +4,9 @@ from collections import Counter
 
 import dagster as dg
 
+from assets.batching import collection_asset
 from assets.checks import check_result, check_spec
 from assets.media import raw_media
-from assets.partitions import collection_partitions
 from assets.table_metadata import image_markdown, table_metadata
 from assets.text import captions
 from nft_pipeline import schemas
@@ -47,10 +47,9 @@ class StandardizeConfig(dg.Config):
         )
 
 
-@dg.asset(
+@collection_asset(
     group_name="images",
     kinds={"parquet", "png"},
-    partitions_def=collection_partitions,
     deps=[raw_media],
     check_specs=[EXPECTED_WIDTH],
 )
@@ -102,10 +101,9 @@ class ComponentsConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(
+@collection_asset(
     group_name="images",
     kinds={"parquet"},
-    partitions_def=collection_partitions,
     deps=[standardized_images, captions],
     check_specs=[COMPONENT_COVERAGE],
     code_version=COMPONENTS_CODE_VERSION,

@@ -9,6 +9,7 @@ evaluated by the automation condition sensor (ARCHITECTURE.md, "Refresh").
 import dagster as dg
 import pyarrow.compute as pc
 
+from assets.batching import COLLECTION_BATCH, materialize_each
 from assets.checks import check_result, check_spec
 from assets.images import standardized_images
 from assets.model import clip_model
@@ -63,6 +64,7 @@ class NftIndexConfig(dg.Config):
     # "Updated" means a new data version (see INDEX_AUTOMATION), so a refresh that changed nothing
     # requests no index run.
     automation_condition=INDEX_AUTOMATION,
+    backfill_policy=COLLECTION_BATCH,  # the automation sensor's requests come as ranges of collections
     pool="search_index",  # one index writer at a time: index builds commit like writes (see ensure_indexes)
 )
 def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
@@ -86,41 +88,47 @@ def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_di
     from nft_pipeline.train.tables import trained_run
 
     layout = data_dir.layout()
-    slug = context.partition_key
     model_dir = trained_run(layout, config.run_id)["model_dir"]
     try:
-        model = EmbeddingModel.load(model_dir)  # once per run: a run is one partition
+        model = EmbeddingModel.load(model_dir)  # once per run, for every collection of its range
     except OSError as error:
         raise dg.Failure(f"cannot load the model at {model_dir} ({error}): materialize `clip_model` again") from error
-    images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
-    inputs = index_inputs(images, read_table(layout.partition_path("captions", slug), schemas.CAPTIONS))
     db_path = lance_path(layout.root)
-    changes = partition_changes(db_path, slug, inputs, model.run_id)
-    rows = embedding_rows(model, changes.to_embed, config.batch_size, config.decode_threads)
-    write = update_partition(db_path, slug, rows, changes.gone)
-    state = ensure_indexes(db_path)  # the ANN index only once exact search would be too slow
-    ok_images = pc.sum(pc.equal(images["status"], "ok")).as_py() or 0
-    if not ok_images:
-        context.log.warning(f"{slug}: no standardized image with status ok ({images.num_rows} rows): nothing to index")
-    metadata = table_metadata(
-        inputs,
-        db_path / f"{TABLE_NAME}.lance",
-        model_run_id=model.run_id,
-        model_dir=dg.MetadataValue.path(str(model.model_dir)),
-        ok_images=ok_images,
-        embedded=rows.num_rows,
-        unchanged=changes.unchanged,
-        inserted=write.inserted,
-        updated=write.updated,
-        deleted=write.deleted,
-        table_version=write.version,
-        rows_in_table=state.rows,
-        vector_index=state.vector_index,
-        indexes_built=dg.MetadataValue.json(list(state.built)),
-    )
-    metadata["preview"] = dg.MetadataValue.md(markdown_preview(rows, skip=(VECTOR_COLUMN, "tags", "model_dir")))
+
+    def index_collection(slug: str) -> dg.MaterializeResult:
+        images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
+        inputs = index_inputs(images, read_table(layout.partition_path("captions", slug), schemas.CAPTIONS))
+        changes = partition_changes(db_path, slug, inputs, model.run_id)
+        rows = embedding_rows(model, changes.to_embed, config.batch_size, config.decode_threads)
+        write = update_partition(db_path, slug, rows, changes.gone)
+        ok_images = pc.sum(pc.equal(images["status"], "ok")).as_py() or 0
+        if not ok_images:
+            context.log.warning(f"{slug}: no standardized image with status ok ({images.num_rows} rows): nothing to index")
+        metadata = table_metadata(
+            inputs,
+            db_path / f"{TABLE_NAME}.lance",
+            model_run_id=model.run_id,
+            model_dir=dg.MetadataValue.path(str(model.model_dir)),
+            ok_images=ok_images,
+            embedded=rows.num_rows,
+            unchanged=changes.unchanged,
+            inserted=write.inserted,
+            updated=write.updated,
+            deleted=write.deleted,
+            table_version=write.version,
+        )
+        metadata["preview"] = dg.MetadataValue.md(markdown_preview(rows, skip=(VECTOR_COLUMN, "tags", "model_dir")))
+        return dg.MaterializeResult(
+            metadata=metadata,
+            data_version=dg.DataVersion(fingerprint(model.run_id, table_fingerprint(inputs))),
+            check_results=[check_result(INDEX_ROWS_EQUAL_IMAGES, row_counts_match(write.rows, ok_images))],
+        )
+
+    result = materialize_each(context, index_collection)
+    state = ensure_indexes(db_path)  # the ANN index only once exact search would be too slow; once per run
+    indexed = {"rows_in_table": state.rows, "vector_index": state.vector_index, "indexes_built": dg.MetadataValue.json(list(state.built))}
     return dg.MaterializeResult(
-        metadata=metadata,
-        data_version=dg.DataVersion(fingerprint(model.run_id, table_fingerprint(inputs))),
-        check_results=[check_result(INDEX_ROWS_EQUAL_IMAGES, row_counts_match(write.rows, ok_images))],
+        metadata={**(result.metadata or {}), **indexed},
+        data_version=result.data_version,
+        check_results=result.check_results,
     )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets.batching import collection_asset
 from assets.checks import check_result, check_spec
 from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
@@ -40,10 +41,9 @@ def collections(
     )
 
 
-@dg.asset(
+@collection_asset(
     group_name="ingest",
     kinds={"parquet"},
-    partitions_def=collection_partitions,
     deps=[collections],
     check_specs=[UNIQUE_TOKENS],
 )

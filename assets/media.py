@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from assets.batching import collection_asset
 from assets.checks import check_result, check_spec
 from assets.ingest import tokens
-from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from nft_pipeline import sniff
 from nft_pipeline.download import DownloadSettings, download_collection_media
@@ -35,10 +35,9 @@ DOWNLOAD_SUCCESS = check_spec("raw_media", "download_success_rate", "Enough medi
 UNIQUE_MEDIA = check_spec("raw_media", "unique_media_rows", "One row per (token, role).")
 
 
-@dg.asset(
+@collection_asset(
     group_name="ingest",
     kinds={"parquet"},
-    partitions_def=collection_partitions,
     deps=[tokens],
     check_specs=[DOWNLOAD_SUCCESS, UNIQUE_MEDIA],
     pool="download",

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from assets.batching import collection_asset
 from assets.checks import check_result, check_spec
 from assets.ingest import tokens
-from assets.partitions import collection_partitions
 from assets.table_metadata import table_metadata
 from nft_pipeline import schemas
 from nft_pipeline.captions import captions_table, token_counter
@@ -21,10 +21,9 @@ CAPTIONED_COLUMNS = ["collection", "token_id", "name", "attributes"]
 NO_EMPTY_CAPTIONS = check_spec("captions", "no_empty_captions", "Every token has a non-blank caption.")
 
 
-@dg.asset(
+@collection_asset(
     group_name="text",
     kinds={"parquet"},
-    partitions_def=collection_partitions,
     deps=[tokens],
     check_specs=[NO_EMPTY_CAPTIONS],
     code_version=CAPTIONS_CODE_VERSION,
