@@ -35,15 +35,18 @@ def collection_pipeline_job(partitioned_assets: Sequence[dg.AssetsDefinition]):
     )
 
 
-def collection_runs(slugs: Sequence[str], run_key_prefix: str, tags: dict[str, str] | None = None) -> list[dg.RunRequest]:
-    """Runs of the pipeline job over `slugs`, at most `COLLECTIONS_PER_RUN` collections each.
+def collection_runs(
+    slugs: Sequence[str], run_key_prefix: str, tags: dict[str, str] | None = None, per_run: int | None = None
+) -> list[dg.RunRequest]:
+    """Runs of the pipeline job over `slugs`, at most `per_run` (`COLLECTIONS_PER_RUN`) collections each.
 
     `slugs` must be consecutive partitions (in the order they were added), because a run covers
     the range from its first to its last. A run of one collection is a plain partition run.
     """
+    per_run = per_run or COLLECTIONS_PER_RUN
     requests = []
-    for start in range(0, len(slugs), COLLECTIONS_PER_RUN):
-        chunk = slugs[start : start + COLLECTIONS_PER_RUN]
+    for start in range(0, len(slugs), per_run):
+        chunk = slugs[start : start + per_run]
         first, last = chunk[0], chunk[-1]
         if len(chunk) == 1:
             requests.append(dg.RunRequest(run_key=f"{run_key_prefix}-{first}", partition_key=first, tags=tags or {}))

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from tests.chromium import chromium_page
-from tests.daemon_stack import DaemonStack, Stage, daemon_stack, run_stages
+from tests.daemon_stack import DaemonStack, Stage, daemon_stack, load_average, run_stages
 
 NFT1000_COLLECTIONS = 1_000
 GRAPH_VIEWPORT = (2200, 1240)
@@ -45,21 +45,23 @@ PARTITIONS_VIEWPORT = (1600, 1000)
 
 
 def stage_table(stages: list[Stage]) -> None:
+    """Per stage: wall time, runs and the collections they covered, the median run, and per
+    collection the stage's wall time and the runs' time outside steps."""
     print(
-        "| stage | wall s | runs (failed) | median queued s | median run s | median overhead s | mean overhead s "
-        "| event-log rows | database MB |"
+        "| stage | wall s | runs (failed) | collections | median run s | median overhead s | wall s per collection "
+        "| overhead s per collection | event-log rows | database MB | load average at its end |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for stage in stages:
         runs = [run for run in stage.runs if run.ended]
-        median_queued = statistics.median(run.queued for run in runs) if runs else 0.0
+        covered = sum(len(run.partitions) for run in runs)
         median_run = statistics.median(run.wall for run in runs) if runs else 0.0
-        overheads = [run.overhead for run in runs]
-        median_overhead = statistics.median(overheads) if runs else 0.0
-        mean_overhead = statistics.fmean(overheads) if runs else 0.0
+        median_overhead = statistics.median(run.overhead for run in runs) if runs else 0.0
+        per_collection = f"{stage.seconds / covered:.2f}" if covered else "-"
+        overhead = f"{sum(run.overhead for run in runs) / covered:.2f}" if covered else "-"
         print(
-            f"| {stage.name} | {stage.seconds:.0f} | {len(stage.runs)} ({len(stage.failed)}) | {median_queued:.1f} | {median_run:.1f} | "
-            f"{median_overhead:.1f} | {mean_overhead:.1f} | {stage.event_rows:,} | {stage.database_mb:.0f} |"
+            f"| {stage.name} | {stage.seconds:.0f} | {len(stage.runs)} ({len(stage.failed)}) | {covered} | {median_run:.1f} | "
+            f"{median_overhead:.1f} | {per_collection} | {overhead} | {stage.event_rows:,} | {stage.database_mb:.0f} | {stage.load} |"
         )
 
 
@@ -71,22 +73,18 @@ def process_table(stack: DaemonStack) -> None:
 
 
 def extrapolation(stages: list[Stage], collections: int) -> None:
-    """Per-collection stages scaled to 1,000 collections at the parallelism this run reached."""
+    """Per-collection stages scaled linearly to 1,000 collections at this run's wall time per collection."""
+    if collections >= NFT1000_COLLECTIONS:
+        return
     print(f"\n**Extrapolated** to {NFT1000_COLLECTIONS:,} collections (not measured; this run had {collections}):\n")
     for stage in stages:
-        runs = [run for run in stage.runs if run.ended and run.partition]
-        if not runs:
+        covered = sum(len(run.partitions) for run in stage.runs if run.ended)
+        if not covered:
             continue
-        busy = sum(run.wall for run in runs)
-        parallelism = busy / stage.seconds if stage.seconds else 1.0
-        per_partition = busy / len(runs)
-        overhead = statistics.fmean(run.overhead for run in runs)
-        minutes = NFT1000_COLLECTIONS * per_partition / parallelism / 60
+        per_collection = stage.seconds / covered
         print(
-            f"- {stage.name}: {len(runs)} partition runs, {per_partition:.1f} s each ({overhead:.1f} s of it "
-            f"outside steps), {parallelism:.1f} at a time: {NFT1000_COLLECTIONS:,} x {per_partition:.1f} s / "
-            f"{parallelism:.1f} = **{minutes:.0f} min** (orchestration alone: "
-            f"{NFT1000_COLLECTIONS * overhead / parallelism / 60:.0f} min)"
+            f"- {stage.name}: {covered} collections in {stage.seconds:.0f} s, {per_collection:.2f} s each: "
+            f"{NFT1000_COLLECTIONS:,} x {per_collection:.2f} s = **{NFT1000_COLLECTIONS * per_collection / 60:.0f} min**"
         )
 
 
@@ -152,8 +150,16 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=7200, help="seconds any one stage may take")
     parser.add_argument("--ui-partitions", type=int, default=0, help="then pad to this many partitions and load the UI")
     parser.add_argument("--screenshots", type=Path, help="save the UI screenshots here (e.g. docs/img)")
-    parser.add_argument("--ui-only", action="store_true", help="no daemon and no runs: register the partitions, load the UI")
+    parser.add_argument(
+        "--ui-only", action="store_true", help="no daemon and no runs: register the partitions, load the UI"
+    )
     parser.add_argument("--work-dir", type=Path, help="keep logs and data here (default: a temporary dir)")
+    parser.add_argument(
+        "--noop-single",
+        type=int,
+        default=50,
+        help="then a no-op refresh of this many collections, one run each (0: none)",
+    )
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
         root = arguments.work_dir or Path(scratch)
@@ -165,16 +171,21 @@ def main() -> None:
             return
         with daemon_stack(*stack_args) as stack:
             started = time.perf_counter()
+            load_before = load_average()
             stages = run_stages(
                 stack, arguments.collections, arguments.epochs, arguments.max_examples, arguments.refresh_share,
-                arguments.timeout,
+                arguments.timeout, arguments.noop_single,
             )  # fmt: skip
             with stack.catalog.open(newline="", encoding="utf-8") as f:
                 tokens = sum(int(row["total_supply"]) for row in csv.DictReader(f))
-            print(f"\n### {arguments.collections} generated collections ({tokens:,} tokens) through dagster-daemon on PostgreSQL\n")
-            print(f"All stages: {time.perf_counter() - started:.0f} s.\n")
+            print(
+                f"\n### {arguments.collections} generated collections ({tokens:,} tokens) through dagster-daemon on PostgreSQL\n"
+            )
+            print(
+                f"All stages: {time.perf_counter() - started:.0f} s; load average (1, 5, 15 min) before {load_before}, after {load_average()}.\n"
+            )
             stage_table(stages)
-            refresh_summary(stages[-1])
+            refresh_summary(next(stage for stage in stages if stage.name == "refresh"))
             process_table(stack)
             extrapolation(stages, arguments.collections)
             if arguments.ui_partitions:

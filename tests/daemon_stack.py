@@ -30,7 +30,9 @@ from typing import Any
 
 import requests
 from dagster import DagsterEventType
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets.automation import collection_runs
 from tests.postgres_cluster import DAGSTER_DB, PgServer, pg_bin_dir, throwaway_postgres
 from tests.test_backfill_cli import dagster_home, free_port, run_cli, stop, wait_for_port
 from tests.test_ui import Ui, wait_for_workspace
@@ -154,6 +156,7 @@ class RunTiming:
     ended: float = 0.0
     step_seconds: float = 0.0  # time inside steps (STEP_START to STEP_SUCCESS/FAILURE), summed
     assets: set[str] = field(default_factory=set)
+    partitions: list[str] = field(default_factory=list)  # its partition, or every partition of its range
 
     @property
     def wall(self) -> float:
@@ -222,7 +225,10 @@ class DaemonStack:
         return dict(self.sql("SELECT status, count(*) FROM runs GROUP BY status"))
 
     def active_runs(self) -> int:
-        return sum(n for status, n in self.run_statuses().items() if status in ACTIVE_STATUSES)
+        """Runs queued or running, plus asset backfills still submitting runs (the automation
+        sensor's requests of several partitions become a backfill, which the daemon turns into runs)."""
+        runs = sum(n for status, n in self.run_statuses().items() if status in ACTIVE_STATUSES)
+        return runs + self.sql("SELECT count(*) FROM bulk_actions WHERE status = 'REQUESTED'")[0][0]
 
     def partitions(self) -> list[str]:
         rows = self.sql("SELECT partition FROM dynamic_partitions ORDER BY id")
@@ -244,14 +250,20 @@ class DaemonStack:
         return self.sql("SELECT pg_database_size(%s)", (DAGSTER_DB,))[0][0] / 1e6
 
     def run_timings(self, since: float = 0.0) -> list[RunTiming]:
-        """Every run created after `since`, with its queue, process and step times."""
+        """Every run created after `since`, with its queue, process and step times and its partitions."""
         runs = self.sql(
-            "SELECT r.run_id, r.status, t.value FROM runs r LEFT JOIN run_tags t"
-            " ON t.run_id = r.run_id AND t.key = 'dagster/partition'"
+            "SELECT r.run_id, r.status, p.value, s.value, e.value FROM runs r"
+            " LEFT JOIN run_tags p ON p.run_id = r.run_id AND p.key = 'dagster/partition'"
+            " LEFT JOIN run_tags s ON s.run_id = r.run_id AND s.key = %s"
+            " LEFT JOIN run_tags e ON e.run_id = r.run_id AND e.key = %s"
             " WHERE r.create_timestamp > to_timestamp(%s) AT TIME ZONE 'UTC'",
-            (since,),
+            (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG, since),
         )
-        timings = {run_id: RunTiming(run_id, status, partition) for run_id, status, partition in runs}
+        order = self.partitions()
+        timings = {}
+        for run_id, status, partition, start, end in runs:
+            span = order[order.index(start) : order.index(end) + 1] if start and end else [partition] if partition else []
+            timings[run_id] = RunTiming(run_id, status, partition or (start if span else None), partitions=span)
         if not timings:
             return []
         event = {name: DagsterEventType[name].value for name in RUN_EVENTS}  # stored names (RUN_START is PIPELINE_START)
@@ -381,6 +393,7 @@ class Stage:
     event_rows: int  # event-log rows written during the stage
     database_mb: float  # the Dagster database's size after it
     notes: dict[str, Any] = field(default_factory=dict)
+    load: str = ""  # the machine's load average (1, 5, 15 min) at its end: the machine may be shared
 
     @property
     def failed(self) -> list[RunTiming]:
@@ -395,8 +408,12 @@ def training_config(epochs: int, max_examples: int) -> dict[str, Any]:
 
 
 def _stage(stack: DaemonStack, name: str, since: float, ended: float, rows_before: int, **notes: Any) -> Stage:
-    rows = stack.event_log_rows()
-    return Stage(name, ended - since, stack.run_timings(since), rows - rows_before, stack.database_mb(), dict(notes))
+    rows_after, database_mb = stack.event_log_rows(), stack.database_mb()
+    return Stage(name, ended - since, stack.run_timings(since), rows_after - rows_before, database_mb, dict(notes), load_average())
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _one_run(stack: DaemonStack, run_id: str, timeout: float) -> float:
@@ -407,13 +424,38 @@ def _one_run(stack: DaemonStack, run_id: str, timeout: float) -> float:
     return timing.ended
 
 
+def noop_refreshes(slugs: list[str], single: int) -> list[tuple[str, list[str], int | None]]:
+    """The refreshes in which nothing changed, each (stage name, collections, collections per run):
+    every collection in ranges as the daily schedule makes them, then the first `single` of them
+    one run each (the way every run was made before ranges), for the per-collection cost of both."""
+    stages: list[tuple[str, list[str], int | None]] = [("no-op refresh, ranges", slugs, None)]
+    if single:
+        stages.append(("no-op refresh, one run per collection", slugs[:single], 1))
+    return stages
+
+
+def _refresh(stack: DaemonStack, slugs: list[str], name: str, per_run: int | None = None) -> None:
+    """Queue the daily schedule's runs over `slugs` (`collection_runs`), tagged like its runs."""
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    for request in collection_runs(slugs, f"{name}-{day}", {"nft_pipeline/refresh": day}, per_run):
+        partition = {"dagster/partition": request.partition_key} if request.partition_key else {}
+        stack.launch("collection_pipeline", tags={**request.tags, **partition})
+
+
 def run_stages(
-    stack: DaemonStack, collections: int, epochs: int, max_examples: int, refresh_share: float, timeout: float
+    stack: DaemonStack,
+    collections: int,
+    epochs: int,
+    max_examples: int,
+    refresh_share: float,
+    timeout: float,
+    noop_single: int = 0,
 ) -> list[Stage]:
-    """The backfill (the discovery sensor's runs), training and the report (queued over GraphQL),
-    the index (the automation sensor's runs), then a refresh after minting `refresh_share` more
-    tokens: one `collection_pipeline` run per collection, tagged like the daily schedule's, and the
-    index runs that follow."""
+    """The backfill (the discovery sensor's range runs), training and the report (queued over
+    GraphQL), the index (the automation sensor's runs), then a refresh after minting
+    `refresh_share` more tokens: the daily schedule's range runs and the index runs that follow;
+    then refreshes in which nothing changed (`noop_refreshes`, the first `noop_single` collections'
+    one run each)."""
     stages = []
     rows = stack.event_log_rows()
     since = time.time()
@@ -439,14 +481,18 @@ def run_stages(
     grown = _mint(stack, supplies, new_tokens)
     before = stack.gateway_counters()
     rows, since = stack.event_log_rows(), time.time()
-    day = time.strftime("%Y-%m-%d", time.gmtime())
-    for slug in stack.partitions():
-        stack.launch("collection_pipeline", tags={"dagster/partition": slug, "nft_pipeline/refresh": day})
+    _refresh(stack, stack.partitions(), "refresh")
     ended = stack.wait_for_quiet(timeout)
     after = stack.gateway_counters()
     fetched = {path: n - before["ipfs_paths"].get(path, 0) for path, n in after["ipfs_paths"].items()}
     fetched = {path: n for path, n in fetched.items() if n}
     stages.append(_stage(stack, "refresh", since, ended, rows, new_tokens=new_tokens, grown=grown, ipfs_fetched=fetched))
+
+    for name, slugs, per_run in noop_refreshes(stack.partitions(), noop_single):
+        rows, since = stack.event_log_rows(), time.time()
+        _refresh(stack, slugs, name, per_run)
+        ended = stack.wait_for_quiet(timeout)
+        stages.append(_stage(stack, name, since, ended, rows, collections=len(slugs)))
     return stages
 
 

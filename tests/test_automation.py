@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.automation import PIPELINE_JOB, automation_conditions, catalog_discovery, daily_refresh
 from assets.index import nft_index
@@ -58,7 +59,8 @@ def test_discovery_sensor_adds_new_collections_and_keeps_removed_ones(tmp_path):
     with temp_instance(tmp_path / "dagster") as instance:
         context = dg.build_sensor_context(instance=instance, resources={"sources": NftSourcesResource(catalog=str(catalog))})
         first = catalog_discovery(context)
-        assert sorted(r.partition_key for r in first.run_requests) == ["cryptopunks", "nouns"]
+        [both] = first.run_requests  # one run over the range of the new partitions (assets/batching.py)
+        assert (both.tags[ASSET_PARTITION_RANGE_START_TAG], both.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("cryptopunks", "nouns")
         instance.add_dynamic_partitions(collection_partitions.name, ["cryptopunks", "nouns"])
 
         catalog.write_text("\n".join([rows[0], rows[1], rows[3]]) + "\n")  # nouns removed, mixedmedia added
