@@ -6,22 +6,25 @@ gateway serving `--collections` generated collections (`nft-pipeline gateway --g
 sized like the NFT1000 catalog scaled to a median of 20 tokens), `dagster-webserver` and
 `dagster-daemon run`. The stages, each timed from its trigger to the end of its last run:
 
-1. backfill: the catalog discovery sensor adds the partitions and queues one `collection_pipeline`
-   run per collection;
+1. backfill: the catalog discovery sensor adds the partitions and queues `collection_pipeline`
+   runs over ranges of `COLLECTIONS_PER_RUN` collections (assets/batching.py);
 2. training: `clip_model` (tiny preset, `--epochs`, at most `--max-examples` pairs) queued over GraphQL;
 3. index: the `nft_index` runs the automation sensor starts once the model exists;
 4. report: `cvi_report` queued over GraphQL;
-5. refresh: `--refresh-share` (1%) more tokens minted at the gateway, then one run per collection
-   tagged like the daily schedule's, and the index runs that follow.
+5. refresh: `--refresh-share` (1%) more tokens minted at the gateway, then the daily schedule's
+   range runs, and the index runs that follow;
+6. no-op refreshes: the same range runs again (nothing changed), then the first `--noop-single`
+   collections one run each, the way every run was made before ranges.
 
-Printed as markdown: per stage the wall time, runs, the median run (process start to end) and its
-orchestration overhead (the run's time outside its steps: process start, imports, resources,
-event writes), event-log rows and the database size; peak RSS and count per process type; then
-the extrapolation to 1,000 collections, marked as such. With `--ui-partitions`, the collection
+Printed as markdown: per stage the wall time, runs and the collections they covered, the median
+run (process start to end) and its orchestration overhead (the run's time outside its steps:
+process start, imports, resources, event writes), wall time and overhead per collection, event-log
+rows, the database size and the load average; peak RSS and count per process type; then, below
+1,000 collections, the linear extrapolation to 1,000, marked as such. With `--ui-partitions`, the collection
 partitions are then padded to that many (registered, not materialized) and headless Chromium
 loads the `tokens` partitions page and the asset graph: time to render, screenshots.
 
-    nice -n 10 python benchmarks/bench_scale.py --collections 50
+    python benchmarks/bench_scale.py --collections 200 --epochs 2 --noop-single 50
     python benchmarks/bench_scale.py --collections 20 --ui-partitions 1000 --screenshots docs/img
 """
 
@@ -34,6 +37,7 @@ import os
 import statistics
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from tests.chromium import chromium_page
@@ -172,20 +176,22 @@ def main() -> None:
         with daemon_stack(*stack_args) as stack:
             started = time.perf_counter()
             load_before = load_average()
-            stages = run_stages(
-                stack, arguments.collections, arguments.epochs, arguments.max_examples, arguments.refresh_share,
-                arguments.timeout, arguments.noop_single,
-            )  # fmt: skip
+            stages: list[Stage] = []
+            try:
+                run_stages(
+                    stack, arguments.collections, arguments.epochs, arguments.max_examples, arguments.refresh_share,
+                    arguments.timeout, arguments.noop_single, stages,
+                )  # fmt: skip
+            except Exception:  # the stages that ended are still worth printing
+                traceback.print_exc()
             with stack.catalog.open(newline="", encoding="utf-8") as f:
                 tokens = sum(int(row["total_supply"]) for row in csv.DictReader(f))
-            print(
-                f"\n### {arguments.collections} generated collections ({tokens:,} tokens) through dagster-daemon on PostgreSQL\n"
-            )
-            print(
-                f"All stages: {time.perf_counter() - started:.0f} s; load average (1, 5, 15 min) before {load_before}, after {load_average()}.\n"
-            )
+            print(f"\n### {arguments.collections} generated collections ({tokens:,} tokens) through dagster-daemon on PostgreSQL\n")
+            print(f"All stages: {time.perf_counter() - started:.0f} s; load average (1, 5, 15 min) before {load_before}, after {load_average()}.\n")
             stage_table(stages)
-            refresh_summary(next(stage for stage in stages if stage.name == "refresh"))
+            refreshes = [stage for stage in stages if stage.name == "refresh"]
+            if refreshes:
+                refresh_summary(refreshes[0])
             process_table(stack)
             extrapolation(stages, arguments.collections)
             if arguments.ui_partitions:

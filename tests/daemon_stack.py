@@ -409,7 +409,14 @@ def training_config(epochs: int, max_examples: int) -> dict[str, Any]:
 
 def _stage(stack: DaemonStack, name: str, since: float, ended: float, rows_before: int, **notes: Any) -> Stage:
     rows_after, database_mb = stack.event_log_rows(), stack.database_mb()
-    return Stage(name, ended - since, stack.run_timings(since), rows_after - rows_before, database_mb, dict(notes), load_average())
+    stage = Stage(name, ended - since, stack.run_timings(since), rows_after - rows_before, database_mb, dict(notes), load_average())
+    covered = sum(len(run.partitions) for run in stage.runs)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] stage {name}: {stage.seconds:.0f} s, {len(stage.runs)} runs ({len(stage.failed)} failed) "
+        f"over {covered} collections, load {stage.load}",
+        flush=True,
+    )
+    return stage
 
 
 def load_average() -> str:
@@ -450,13 +457,14 @@ def run_stages(
     refresh_share: float,
     timeout: float,
     noop_single: int = 0,
+    stages: list[Stage] | None = None,
 ) -> list[Stage]:
     """The backfill (the discovery sensor's range runs), training and the report (queued over
     GraphQL), the index (the automation sensor's runs), then a refresh after minting
     `refresh_share` more tokens: the daily schedule's range runs and the index runs that follow;
     then refreshes in which nothing changed (`noop_refreshes`, the first `noop_single` collections'
-    one run each)."""
-    stages = []
+    one run each). Each stage is appended to `stages` as it ends (kept if a later one fails)."""
+    stages = [] if stages is None else stages
     rows = stack.event_log_rows()
     since = time.time()
     stack.wait_until(lambda: len(stack.partitions()) >= collections, "catalog discovery", timeout)
