@@ -409,7 +409,9 @@ def count_text_tokens(text: str) -> int:
 
 def token_counter() -> str:
     """Which counter `count_text_tokens` uses here: `clip-bpe` (exact) or `estimate`."""
-    return "clip-bpe" if _clip_tokenizer() is not None else "estimate"
+    # Whether the BPE file is there, not the tokenizer itself: building it imports transformers,
+    # which a step that only compares fingerprints (nothing to caption) need not pay.
+    return "clip-bpe" if clip_bpe_path() is not None else "estimate"
 
 
 # ---------------------------------------------------------------- the captions table

@@ -32,7 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import replace
-from itertools import islice
+from itertools import chain, islice
 from types import FrameType
 
 from nft_pipeline.cpus import usable_cpus
@@ -79,6 +79,10 @@ def standardize_many(
     """
     workers = workers or usable_cpus()
     chunks = _chunked(iter(jobs), chunk_size)
+    first = next(chunks, None)
+    if first is None:  # nothing to do (every image reused): start no pool
+        return
+    chunks = chain([first], chunks)
     while True:
         suspects = yield from _run_pool(chunks, settings, out_dir, workers)
         if not suspects:
