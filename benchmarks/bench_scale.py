@@ -58,7 +58,7 @@ def stage_table(stages: list[Stage]) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for stage in stages:
         runs = [run for run in stage.runs if run.ended]
-        covered = sum(len(run.partitions) for run in runs)
+        covered = len(stage.collections)
         median_run = statistics.median(run.wall for run in runs) if runs else 0.0
         median_overhead = statistics.median(run.overhead for run in runs) if runs else 0.0
         per_collection = f"{stage.seconds / covered:.2f}" if covered else "-"
@@ -82,7 +82,7 @@ def extrapolation(stages: list[Stage], collections: int) -> None:
         return
     print(f"\n**Extrapolated** to {NFT1000_COLLECTIONS:,} collections (not measured; this run had {collections}):\n")
     for stage in stages:
-        covered = sum(len(run.partitions) for run in stage.runs if run.ended)
+        covered = len(stage.collections)
         if not covered:
             continue
         per_collection = stage.seconds / covered

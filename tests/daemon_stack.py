@@ -399,6 +399,11 @@ class Stage:
     def failed(self) -> list[RunTiming]:
         return [run for run in self.runs if run.status != "SUCCESS"]
 
+    @property
+    def collections(self) -> set[str]:
+        """The partitions its runs covered (a refresh and the index runs it caused count a collection once)."""
+        return {partition for run in self.runs for partition in run.partitions}
+
 
 def training_config(epochs: int, max_examples: int) -> dict[str, Any]:
     """The tiny preset (the default model) for `epochs` on at most `max_examples` pairs, in batches
@@ -410,7 +415,7 @@ def training_config(epochs: int, max_examples: int) -> dict[str, Any]:
 def _stage(stack: DaemonStack, name: str, since: float, ended: float, rows_before: int, **notes: Any) -> Stage:
     rows_after, database_mb = stack.event_log_rows(), stack.database_mb()
     stage = Stage(name, ended - since, stack.run_timings(since), rows_after - rows_before, database_mb, dict(notes), load_average())
-    covered = sum(len(run.partitions) for run in stage.runs)
+    covered = len(stage.collections)
     print(
         f"[{time.strftime('%H:%M:%S')}] stage {name}: {stage.seconds:.0f} s, {len(stage.runs)} runs ({len(stage.failed)} failed) "
         f"over {covered} collections, load {stage.load}",
