@@ -67,9 +67,8 @@ def clones(context: dg.AssetExecutionContext, config: ClonesConfig, data_dir: Da
     signatures, computed = [], []
     for slug in order:
         images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
-        table, fresh = cached_signatures(layout, slug, images, settings.threads)
-        signatures.append(table)
-        if fresh:
+        signatures.append(cached_signatures(layout, slug, images, settings.threads))
+        if signatures[-1].computed:
             computed.append(slug)
     path = layout.table_path("clones")
     wanted = clones_fingerprint(signatures, settings)
@@ -77,7 +76,7 @@ def clones(context: dg.AssetExecutionContext, config: ClonesConfig, data_dir: Da
     if reused:
         table = read_table(path, CLONES)
     else:
-        table = clone_rows(signatures, settings)
+        table = clone_rows([s.table for s in signatures], settings)
         write_table(with_fingerprint(table, wanted), path, CLONES)
     context.log.info(f"signatures computed for {computed or 'no collection'}; groups {'reused' if reused else 'recomputed'}")
     per_collection = copies_per_collection(table, order)

@@ -33,12 +33,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nft_pipeline.classify.signature import BLUR_CELLS, GRID, SIGNATURE_DIM, read_signature
+from nft_pipeline.classify.signature import BACKGROUND_LEVEL, BLUR_CELLS, GRID, SIGNATURE_DIM, read_signature
 from nft_pipeline.storage import DataLayout, read_table, write_table
 from nft_pipeline.versions import fingerprint, stored_fingerprint, table_fingerprint, with_fingerprint
 
-SIGNATURES_CODE_VERSION = "1"  # change when `signature.py` changes what it computes
-CLONES_CODE_VERSION = "1"  # change when `clone_rows` changes what it computes
+SIGNATURES_CODE_VERSION = "3"  # change when `signature.py` changes what it computes
+CLONES_CODE_VERSION = "2"  # change when `clone_rows` changes what it computes
+
+MAX_GAIN = (0.85, 1.15)  # the recolour `recolour_residual` undoes: per channel, on the (x - 128) / 64 scale
+MAX_OFFSET = 0.3  # about 20 of 255
 
 CLONE_SIGNATURES = pa.schema(
     [
@@ -69,6 +72,7 @@ CLONES = pa.schema(
 class CloneSettings:
     max_hamming: int = 12  # candidate pairs: hashes at most this many bits apart
     min_cosine: float = 0.945  # a match: aligned thumbnails at least this similar
+    refine_top: int = 10  # matches of a token compared by `recolour_residual`, the most similar first
     threads: int = 2  # image reading
     chunk_rows: int = 1024  # tokens compared against everything at once (memory: rows x N bytes)
 
@@ -92,27 +96,33 @@ def collection_signatures(collection: str, images: pa.Table, files: Callable[[st
     return pa.Table.from_pylist(out, schema=CLONE_SIGNATURES)
 
 
-def cached_signatures(layout: DataLayout, collection: str, images: pa.Table, threads: int = 2) -> tuple[pa.Table, bool]:
-    """The collection's signatures, and whether they were computed now (False: the stored ones still
-    match its standardized images, by the fingerprint of their token ids and PNG digests)."""
+@dataclass(frozen=True)
+class Signatures:
+    table: pa.Table
+    fingerprint: str  # of the standardized images they were computed from
+    computed: bool  # False: the stored ones were still current
+
+
+def cached_signatures(layout: DataLayout, collection: str, images: pa.Table, threads: int = 2) -> Signatures:
+    """The collection's signatures: the stored ones while they match its standardized images (by the
+    fingerprint of their token ids and PNG digests), else computed now and stored."""
     path = layout.partition_path("clone_signatures", collection)
     wanted = fingerprint(SIGNATURES_CODE_VERSION, table_fingerprint(images, ["token_id", "status", "png_sha256"]))
     if stored_fingerprint(path) == wanted:
-        return read_table(path, CLONE_SIGNATURES), False
-    table = with_fingerprint(collection_signatures(collection, images, layout.file, threads), wanted)
-    write_table(table, path, CLONE_SIGNATURES)
-    return table, True
+        return Signatures(read_table(path, CLONE_SIGNATURES), wanted, False)
+    table = collection_signatures(collection, images, layout.file, threads)
+    write_table(with_fingerprint(table, wanted), path, CLONE_SIGNATURES)
+    return Signatures(table, wanted, True)
 
 
-def clones_fingerprint(signature_tables: Sequence[pa.Table], settings: CloneSettings) -> str:
+def clones_fingerprint(signatures: Sequence[Signatures], settings: CloneSettings) -> str:
     """What `clone_rows` depends on: the collections in order, their signatures' fingerprints, the settings."""
-    stored = [(t.schema.metadata or {}).get(b"nft_pipeline.input_fingerprint", b"").decode() for t in signature_tables]
-    limits = {k: v for k, v in asdict(settings).items() if k in ("max_hamming", "min_cosine")}
-    return fingerprint(CLONES_CODE_VERSION, stored, limits)
+    limits = {k: v for k, v in asdict(settings).items() if k in ("max_hamming", "min_cosine", "refine_top")}
+    return fingerprint(CLONES_CODE_VERSION, [s.fingerprint for s in signatures], limits)
 
 
 def thumbnail_vectors(grids: np.ndarray) -> np.ndarray:
-    """N x SIGNATURE_DIM float16 grids -> unit vectors, smoothed as `signature.thumbnail_vector` does."""
+    """N x SIGNATURE_DIM aligned grids -> the aligned thumbnails: smoothed by `BLUR_CELLS`, unit vectors."""
     from scipy.ndimage import gaussian_filter
 
     cube = grids.astype(np.float32).reshape(-1, GRID, GRID, 3)
@@ -127,8 +137,28 @@ class Match:
     hamming: int
 
 
-def best_matches(ranks: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, settings: CloneSettings) -> dict[int, Match]:
-    """Row -> its best match among rows of earlier collections (hash candidates, then cosine)."""
+def recolour_residual(copy: np.ndarray, original: np.ndarray) -> float:
+    """RMS difference of two aligned grids after the light recolour a copy may carry is undone: per
+    channel, the copy fitted as gain x original + offset (gain within `MAX_GAIN`, offset within
+    `MAX_OFFSET`) over the cells that are figure in both; cells figure in only one count whole."""
+    a, b = copy.reshape(-1, 3), original.reshape(-1, 3)
+    fa, fb = a[:, 0] != BACKGROUND_LEVEL, b[:, 0] != BACKGROUND_LEVEL
+    both = fa & fb
+    if both.sum() < 2:
+        return float("inf")
+    x, y = b[both], a[both]
+    gain = np.clip(((x - x.mean(0)) * (y - y.mean(0))).sum(0) / np.maximum(((x - x.mean(0)) ** 2).sum(0), 1e-6), *MAX_GAIN)
+    offset = np.clip((y - gain * x).mean(0), -MAX_OFFSET, MAX_OFFSET)
+    squared = ((y - (gain * x + offset)) ** 2).sum() + 4.0 * 3 * np.count_nonzero(fa ^ fb)
+    return float(np.sqrt(squared / (3 * np.count_nonzero(fa | fb))))
+
+
+def best_matches(ranks: np.ndarray, hashes: np.ndarray, grids: np.ndarray, settings: CloneSettings) -> dict[int, Match]:
+    """Row -> its match among rows of earlier collections: candidates by hash, kept by thumbnail
+    cosine, and of those (the `refine_top` most similar) the one that explains it best as a
+    recoloured copy (`recolour_residual`): the cosine cannot tell two punks apart that differ in
+    skin tone or an earring, the residual can."""
+    vectors = thumbnail_vectors(grids)
     matches: dict[int, Match] = {}
     for start in range(0, len(ranks), settings.chunk_rows):
         rows = np.arange(start, min(start + settings.chunk_rows, len(ranks)))
@@ -141,10 +171,14 @@ def best_matches(ranks: np.ndarray, hashes: np.ndarray, vectors: np.ndarray, set
             continue
         cosines = np.einsum("ij,ij->i", vectors[rows[chunk_rows]], vectors[candidates])
         keep = cosines >= settings.min_cosine
-        for local, candidate, cosine in zip(chunk_rows[keep], candidates[keep], cosines[keep], strict=True):
+        for local in np.unique(chunk_rows[keep]):
+            mine = keep & (chunk_rows == local)
+            order = np.argsort(-cosines[mine])[: settings.refine_top]
+            found, scores = candidates[mine][order], cosines[mine][order]
             row = int(rows[local])
-            if row not in matches or cosine > matches[row].cosine:
-                matches[row] = Match(int(candidate), float(cosine), int(bits[local, candidate]))
+            residuals = [recolour_residual(grids[row], grids[j]) for j in found]
+            best = int(np.argmin(residuals))
+            matches[row] = Match(int(found[best]), float(scores[best]), int(bits[local, found[best]]))
     return matches
 
 
@@ -163,7 +197,7 @@ def clone_rows(signature_tables: Sequence[pa.Table], settings: CloneSettings = C
     if not ranks:
         return CLONES.empty_table()
     ranks_all, hashes_all = np.concatenate(ranks), np.concatenate(hashes).astype(np.uint64)
-    matches = best_matches(ranks_all, hashes_all, thumbnail_vectors(np.concatenate(grids)), settings)
+    matches = best_matches(ranks_all, hashes_all, np.concatenate(grids).astype(np.float32), settings)
 
     def root(row: int) -> int:
         while row in matches:  # ranks fall along a chain: it ends
@@ -203,3 +237,46 @@ def copies_per_collection(clones: pa.Table, collections: Sequence[str]) -> list[
         for c in collections
     ]
 
+
+
+@dataclass(frozen=True)
+class CloneAccuracy:
+    copies: int
+    found: int  # copies grouped with the token they copy (as its copy)
+    groups: int
+    false_groups: int  # groups holding a token that does not show the original's picture
+    falsely_grouped_originals: int  # tokens of the original collection in a false group
+
+    @property
+    def found_share(self) -> float:
+        return self.found / self.copies if self.copies else 0.0
+
+
+def clone_accuracy(clones: pa.Table, truth: dict[tuple[str, str], tuple[str, str]]) -> CloneAccuracy:
+    """`clones` scored against ground truth: copy key -> the key of the token it copies. A group is
+    false when any member is neither its original nor a true copy of it."""
+    rows = clones.to_pylist()
+    found = sum(1 for r in rows if r["role"] == "copy" and truth.get((r["collection"], r["token_id"])) == (r["original_collection"], r["original_token_id"]))
+    false = {r["group_id"] for r in rows if r["role"] == "copy" and truth.get((r["collection"], r["token_id"])) != (r["original_collection"], r["original_token_id"])}
+    originals = sum(1 for r in rows if r["role"] == "original" and r["group_id"] in false)
+    return CloneAccuracy(len(truth), found, len({r["group_id"] for r in rows}), len(false), originals)
+
+
+@dataclass(frozen=True)
+class CloneLabels:
+    """The `clones` groups aligned with the rows of a search index version."""
+
+    groups: np.ndarray  # per row: its group number, -1 outside every group
+    originals: set[tuple[str, str]]  # (collection, token id) of each group's likely original
+
+    @classmethod
+    def load(cls, layout: DataLayout, collections: Sequence[str], token_ids: Sequence[str]) -> CloneLabels | None:
+        """None when there is no `clones` table (search then collapses identical pictures only)."""
+        path = layout.table_path("clones")
+        if not path.exists():
+            return None
+        rows = read_table(path, CLONES).select(["group_id", "collection", "token_id", "role"]).to_pylist()
+        number = {group: i for i, group in enumerate(dict.fromkeys(r["group_id"] for r in rows))}
+        of_token = {(r["collection"], r["token_id"]): number[r["group_id"]] for r in rows}
+        groups = np.fromiter((of_token.get(key, -1) for key in zip(collections, token_ids, strict=True)), np.int64, len(collections))
+        return cls(groups, {(r["collection"], r["token_id"]) for r in rows if r["role"] == "original"})

@@ -17,8 +17,9 @@ canvas, put on another background and lightly recoloured. Both signatures undo t
 From the aligned grid:
 - the perceptual hash (pHash): the signs of the 8 x 8 lowest 2-D DCT frequencies of its luminance
   against their median, 64 bits. Hamming distance between hashes is the cheap candidate test;
-- the aligned thumbnail: the grid itself, flattened and unit-normalized, so the cosine of two
-  thumbnails compares the figures cell by cell.
+- the aligned thumbnail: the grid smoothed by a Gaussian of `BLUR_CELLS` (a copy's figure lands
+  within a cell of the original's), flattened and unit-normalized (`clones.thumbnail_vectors`), so
+  the cosine of two thumbnails compares the figures cell by cell.
 
 Implemented here with numpy, Pillow and scipy's DCT rather than a hashing library (`imagehash`):
 the hash is 15 lines, and the part that matters for NFT copies — cutting the figure from its
@@ -91,14 +92,15 @@ def aligned_grid(image: Image.Image) -> np.ndarray | None:
 
     crop = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     core = binary_erosion(mask, iterations=EDGE_PIXELS)[crop]  # without the edge a resampled copy blurs
-    pixels, _ = _area_average(rgba[crop][..., :3].astype(np.float32), core.astype(np.float32))
-    _, coverage = _area_average(rgba[crop][..., :1].astype(np.float32), mask[crop].astype(np.float32))
+    colours = rgba[crop][..., :3].astype(np.float32)
+    pixels, _ = _area_average(colours, core.astype(np.float32))
+    edge_pixels, coverage = _area_average(colours, mask[crop].astype(np.float32))
     figure = coverage >= 0.5
-    coloured = figure & np.isfinite(pixels).all(axis=-1)
-    if coloured.sum() < 2:
+    thin = figure & ~np.isfinite(pixels).all(axis=-1)  # no core (an earring, a cigarette): all its figure pixels
+    pixels[thin] = edge_pixels[thin]
+    if figure.sum() < 2:
         return None
     scaled = (pixels - 128.0) / 64.0
-    scaled[figure & ~coloured] = ((pixels[coloured] - 128.0) / 64.0).mean(axis=0)  # too thin to have a core
     scaled[~figure] = BACKGROUND_LEVEL
     return scaled.astype(np.float32)
 
@@ -113,17 +115,8 @@ def perceptual_hash(grid: np.ndarray) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def thumbnail_vector(grid: np.ndarray) -> np.ndarray:
-    """The grid smoothed by a Gaussian of `BLUR_CELLS` (a copy's figure lands within a cell of the
-    original's), flattened and unit-normalized."""
-    from scipy.ndimage import gaussian_filter
-
-    flat = gaussian_filter(grid, (BLUR_CELLS, BLUR_CELLS, 0)).reshape(-1)
-    return flat / max(float(np.linalg.norm(flat)), 1e-6)
-
-
 def read_signature(path: Location) -> tuple[int, np.ndarray] | None:
-    """(pHash, aligned thumbnail) of the image at `path`, or None when it cannot be read or is blank."""
+    """(pHash, aligned grid) of the image at `path`, or None when it cannot be read or is blank."""
     try:
         with path.open("rb") as file, Image.open(file) as image:
             grid = aligned_grid(image)
@@ -131,7 +124,7 @@ def read_signature(path: Location) -> tuple[int, np.ndarray] | None:
         return None
     if grid is None:
         return None
-    return perceptual_hash(grid), thumbnail_vector(grid)
+    return perceptual_hash(grid), grid
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
