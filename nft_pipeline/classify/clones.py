@@ -33,15 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nft_pipeline.classify.signature import BACKGROUND_LEVEL, BLUR_CELLS, GRID, SIGNATURE_DIM, read_signature
+from nft_pipeline.classify.signature import BLUR_CELLS, GRID, SIGNATURE_DIM, read_signature
 from nft_pipeline.storage import DataLayout, read_table, write_table
 from nft_pipeline.versions import fingerprint, stored_fingerprint, table_fingerprint, with_fingerprint
 
 SIGNATURES_CODE_VERSION = "3"  # change when `signature.py` changes what it computes
-CLONES_CODE_VERSION = "2"  # change when `clone_rows` changes what it computes
-
-MAX_GAIN = (0.85, 1.15)  # the recolour `recolour_residual` undoes: per channel, on the (x - 128) / 64 scale
-MAX_OFFSET = 0.3  # about 20 of 255
+CLONES_CODE_VERSION = "3"  # change when `clone_rows` changes what it computes
 
 CLONE_SIGNATURES = pa.schema(
     [
@@ -71,8 +68,7 @@ CLONES = pa.schema(
 @dataclass(frozen=True)
 class CloneSettings:
     max_hamming: int = 12  # candidate pairs: hashes at most this many bits apart
-    min_cosine: float = 0.945  # a match: aligned thumbnails at least this similar
-    refine_top: int = 10  # matches of a token compared by `recolour_residual`, the most similar first
+    min_cosine: float = 0.915  # a match: aligned thumbnails at least this similar
     threads: int = 2  # image reading
     chunk_rows: int = 1024  # tokens compared against everything at once (memory: rows x N bytes)
 
@@ -117,7 +113,7 @@ def cached_signatures(layout: DataLayout, collection: str, images: pa.Table, thr
 
 def clones_fingerprint(signatures: Sequence[Signatures], settings: CloneSettings) -> str:
     """What `clone_rows` depends on: the collections in order, their signatures' fingerprints, the settings."""
-    limits = {k: v for k, v in asdict(settings).items() if k in ("max_hamming", "min_cosine", "refine_top")}
+    limits = {k: v for k, v in asdict(settings).items() if k in ("max_hamming", "min_cosine")}
     return fingerprint(CLONES_CODE_VERSION, [s.fingerprint for s in signatures], limits)
 
 
@@ -137,27 +133,9 @@ class Match:
     hamming: int
 
 
-def recolour_residual(copy: np.ndarray, original: np.ndarray) -> float:
-    """RMS difference of two aligned grids after the light recolour a copy may carry is undone: per
-    channel, the copy fitted as gain x original + offset (gain within `MAX_GAIN`, offset within
-    `MAX_OFFSET`) over the cells that are figure in both; cells figure in only one count whole."""
-    a, b = copy.reshape(-1, 3), original.reshape(-1, 3)
-    fa, fb = a[:, 0] != BACKGROUND_LEVEL, b[:, 0] != BACKGROUND_LEVEL
-    both = fa & fb
-    if both.sum() < 2:
-        return float("inf")
-    x, y = b[both], a[both]
-    gain = np.clip(((x - x.mean(0)) * (y - y.mean(0))).sum(0) / np.maximum(((x - x.mean(0)) ** 2).sum(0), 1e-6), *MAX_GAIN)
-    offset = np.clip((y - gain * x).mean(0), -MAX_OFFSET, MAX_OFFSET)
-    squared = ((y - (gain * x + offset)) ** 2).sum() + 4.0 * 3 * np.count_nonzero(fa ^ fb)
-    return float(np.sqrt(squared / (3 * np.count_nonzero(fa | fb))))
-
-
 def best_matches(ranks: np.ndarray, hashes: np.ndarray, grids: np.ndarray, settings: CloneSettings) -> dict[int, Match]:
-    """Row -> its match among rows of earlier collections: candidates by hash, kept by thumbnail
-    cosine, and of those (the `refine_top` most similar) the one that explains it best as a
-    recoloured copy (`recolour_residual`): the cosine cannot tell two punks apart that differ in
-    skin tone or an earring, the residual can."""
+    """Row -> its best match among rows of earlier collections: candidates by hash, kept and ranked
+    by thumbnail cosine."""
     vectors = thumbnail_vectors(grids)
     matches: dict[int, Match] = {}
     for start in range(0, len(ranks), settings.chunk_rows):
@@ -171,14 +149,10 @@ def best_matches(ranks: np.ndarray, hashes: np.ndarray, grids: np.ndarray, setti
             continue
         cosines = np.einsum("ij,ij->i", vectors[rows[chunk_rows]], vectors[candidates])
         keep = cosines >= settings.min_cosine
-        for local in np.unique(chunk_rows[keep]):
-            mine = keep & (chunk_rows == local)
-            order = np.argsort(-cosines[mine])[: settings.refine_top]
-            found, scores = candidates[mine][order], cosines[mine][order]
+        for local, candidate, cosine in zip(chunk_rows[keep], candidates[keep], cosines[keep], strict=True):
             row = int(rows[local])
-            residuals = [recolour_residual(grids[row], grids[j]) for j in found]
-            best = int(np.argmin(residuals))
-            matches[row] = Match(int(found[best]), float(scores[best]), int(bits[local, found[best]]))
+            if row not in matches or cosine > matches[row].cosine:
+                matches[row] = Match(int(candidate), float(cosine), int(bits[local, candidate]))
     return matches
 
 
