@@ -34,6 +34,7 @@ from nft_pipeline.classify.trait_methods import TEMPERATURES, nll, softmax
 
 PIXEL_SHIFT = np.int64(1) << np.int64(32)  # key = pixel * 2**32 + packed RGBA colour
 OWN_PIXEL_WEIGHT = 0.9
+MIN_EXPLAINING_TOKENS = 3  # a value explains pixels away once its template is learnt from this many tokens
 
 
 @dataclass(frozen=True)
@@ -145,26 +146,21 @@ def reliable_painting(codes: np.ndarray, labels: np.ndarray, min_tokens: int, mi
     return out
 
 
-def counted_pixels(codes: np.ndarray, labels: np.ndarray, other_labels: Sequence[np.ndarray], min_tokens: int) -> np.ndarray:
-    """N x P bool: the pixels of each token that may enter its value's template: all but those its
-    other declared traits paint (their values' template colour, learnt from >= `min_tokens`
-    tokens), except where its own value's template paints them as surely (weight >=
-    `OWN_PIXEL_WEIGHT`): a Noun's background is not explained away by the heads that leave it uncovered."""
-    explained = np.zeros(codes.shape, dtype=bool)
-    for other in other_labels:
-        explained |= reliable_painting(codes, other, min_tokens, 0.0)
-    return ~explained | reliable_painting(codes, labels, min_tokens, OWN_PIXEL_WEIGHT)
-
-
 def fit_templates(
-    codes: np.ndarray, labels: np.ndarray, n_values: int, other_labels: Sequence[np.ndarray] = (),
-    min_share: float = 0.5, min_explaining_tokens: int = 3, shrinkage: float = 2.0,
+    codes: np.ndarray, labels: np.ndarray, n_values: int, explained: np.ndarray | None = None,
+    min_share: float = 0.5, min_explaining_tokens: int = MIN_EXPLAINING_TOKENS, shrinkage: float = 2.0,
 ) -> ValueTemplates:
-    """Templates of a trait type's values from labelled tokens (`codes` N x P, `labels` N >= 0);
-    `other_labels`: the same tokens' labels of the collection's other exclusive types (-1 unknown)."""
+    """Templates of a trait type's values from labelled tokens (`codes` N x P, `labels` N >= 0).
+
+    `explained`: N x P bool, the pixels the tokens' other declared traits paint (`reliable_painting`
+    of each other exclusive type, or-ed); they are left out of the templates, except where the
+    token's own value paints them as surely (weight >= `OWN_PIXEL_WEIGHT`): a Noun's background is
+    not explained away by the heads that leave it uncovered."""
     from scipy import sparse
 
-    counted = counted_pixels(codes, labels, other_labels, min_explaining_tokens) if len(other_labels) else None
+    counted = None
+    if explained is not None:
+        counted = ~explained | reliable_painting(codes, labels, min_explaining_tokens, OWN_PIXEL_WEIGHT)
     entries = template_pixels(codes, labels, n_values, counted, min_share)
     uniq, column = np.unique(entries.keys, return_inverse=True)
     matrix = sparse.csr_matrix((entries.weight, (column, entries.value)), shape=(len(uniq), n_values))

@@ -28,32 +28,41 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+DENSE_COLUMNS = 8192  # sparse features with at most this many columns are multiplied dense (BLAS)
+
+
 def neighbours(
-    train_x: np.ndarray, query_x: np.ndarray, k: int, exclude_self: bool = False, metric: str = "cosine", chunk: int = 2048
+    train_x: np.ndarray, query_x: np.ndarray, k: int, self_index: np.ndarray | None = None, metric: str = "cosine",
+    chunk: int = 2048,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, similarities) of each query's `k` nearest training rows, best first.
 
     `cosine`: rows are L2-normalised first; `dot`: the plain dot product (`trait_pixel_features`,
-    where it is the weighted share of matching pixels). With `exclude_self` the
-    queries are the training rows themselves (same order) and each is left out of its own
-    neighbours (leave-one-out).
+    where it is the weighted share of matching pixels). `self_index`: per query, its own row among
+    the training rows (-1: none), left out of its neighbours (leave-one-out). The similarity
+    matrix is dense (most tokens share some pixel), so sparse features of a few thousand columns
+    are multiplied as dense blocks: a sparse product that fills up is ten times slower.
     """
     if metric == "cosine":
         train_x, query_x = normalise(train_x), normalise(query_x)
-    dense = not hasattr(train_x, "tocsr")
+    dense = not hasattr(train_x, "tocsr") or train_x.shape[1] <= DENSE_COLUMNS
     if dense:
-        train_x, query_x = np.asarray(train_x, np.float32), np.asarray(query_x, np.float32)
+        train_x = np.asarray(train_x.toarray() if hasattr(train_x, "toarray") else train_x, np.float32)
     train_t = train_x.T if dense else train_x.T.tocsc()
-    k = min(k, train_x.shape[0] - int(exclude_self))
+    k = min(k, train_x.shape[0] - int(self_index is not None and bool((self_index >= 0).any())))
     n_query = query_x.shape[0]
     indices = np.empty((n_query, k), dtype=np.int64)
     sims = np.empty((n_query, k), dtype=np.float32)
     for start in range(0, n_query, chunk):
-        block = query_x[start : start + chunk] @ train_t
-        block = np.asarray(block if dense else block.toarray(), dtype=np.float32)
-        if exclude_self:
-            rows = np.arange(len(block))
-            block[rows, rows + start] = -np.inf
+        queries = query_x[start : start + chunk]
+        if dense and hasattr(queries, "toarray"):
+            queries = queries.toarray()
+        block = queries @ train_t
+        block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float32)
+        if self_index is not None:
+            own = self_index[start : start + len(block)]
+            rows = np.flatnonzero(own >= 0)
+            block[rows, own[rows]] = -np.inf
         top = np.argpartition(-block, k - 1, axis=1)[:, :k]
         top_sims = np.take_along_axis(block, top, 1)
         order = np.argsort(-top_sims, axis=1)
@@ -79,25 +88,56 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-9, 1)).mean())
 
 
+def reference_rows(labels: np.ndarray, cap: int, seed: int = 0) -> np.ndarray:
+    """At most `cap` row indices of `labels`, sorted: every row of a value with few rows, the most
+    common values sampled down to one equal quota (seeded), so rare values keep all their votes."""
+    if len(labels) <= cap:
+        return np.arange(len(labels))
+    counts = np.bincount(labels)
+    quota, remaining = cap, cap
+    for i, count in enumerate(np.sort(counts)):  # water-filling, smallest values first
+        quota = remaining // (len(counts) - i)
+        if count > quota:
+            break
+        remaining -= count
+    rng = np.random.default_rng(seed)
+    keep = [np.flatnonzero(labels == v) for v in range(len(counts))]
+    keep = [rows if len(rows) <= quota else rng.choice(rows, quota, replace=False) for rows in keep]
+    return np.sort(np.concatenate(keep))
+
+
 @dataclass(frozen=True)
 class KnnModel:
-    """kNN over `train_x` with labels `train_y`; the temperature fitted leave-one-out."""
+    """kNN over reference rows of the training set (`reference_rows`: at most `max_reference`; the
+    cost is queries x references); the temperature fitted leave-one-out on the references."""
 
-    train_x: np.ndarray
+    train_x: np.ndarray  # the reference rows' features
     train_y: np.ndarray
     n_classes: int
+    reference: np.ndarray  # indices into the training rows given to `fit`
+    n_train: int
     k: int = 10
     temperature: float = 0.05
     metric: str = "cosine"
 
     @classmethod
-    def fit(cls, train_x: np.ndarray, train_y: np.ndarray, n_classes: int, k: int = 10, metric: str = "cosine") -> KnnModel:
-        index, sims = neighbours(train_x, train_x, k, exclude_self=True, metric=metric)
-        best = min(TEMPERATURES, key=lambda t: nll(vote(train_y[index], sims, n_classes, t), train_y))
-        return cls(train_x, train_y, n_classes, k, best, metric)
+    def fit(
+        cls, train_x: np.ndarray, train_y: np.ndarray, n_classes: int, k: int = 10, metric: str = "cosine", max_reference: int = 2500,
+    ) -> KnnModel:
+        reference = reference_rows(train_y, max_reference)
+        x, y = train_x[reference], train_y[reference]
+        index, sims = neighbours(x, x, k, self_index=np.arange(len(reference)), metric=metric)
+        best = min(TEMPERATURES, key=lambda t: nll(vote(y[index], sims, n_classes, t), y))
+        return cls(x, y, n_classes, reference, len(train_y), k, best, metric)
 
-    def predict(self, query_x: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-        index, sims = neighbours(self.train_x, query_x, self.k, exclude_self, self.metric)
+    def predict(self, query_x: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
+        """Class distributions of `query_x`; with `leave_one_out` the queries are the training rows
+        given to `fit` (same order), each voted on without itself."""
+        self_index = None
+        if leave_one_out:
+            self_index = np.full(self.n_train, -1)
+            self_index[self.reference] = np.arange(len(self.reference))
+        index, sims = neighbours(self.train_x, query_x, self.k, self_index, self.metric)
         return vote(self.train_y[index], sims, self.n_classes, self.temperature)
 
 

@@ -25,6 +25,7 @@ the method of best hold-out top-1 with that calibration: the choice follows the 
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from nft_pipeline.classify.templates import fit_templates
+from nft_pipeline.classify.templates import MIN_EXPLAINING_TOKENS, fit_templates, reliable_painting
 from nft_pipeline.classify.trait_methods import Calibration, KnnModel, ZeroShotModel, combine, normalise, sharpen
 from nft_pipeline.classify.trait_pixels import pixel_weights, trait_pixel_features
 
@@ -151,6 +152,7 @@ class TraitFeatures:
     prompts: Mapping[tuple[str, str], np.ndarray] | None = None
     has_image: np.ndarray | None = None
     n_pixels: int = 256
+    _paintings: dict[tuple[str, bytes], np.ndarray] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def available(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=bool) if self.has_image is None else self.has_image
@@ -159,6 +161,21 @@ class TraitFeatures:
     def codes(self) -> np.ndarray | None:
         """N x P packed RGBA colours of the samples (None without samples)."""
         return None if self.samples is None else np.ascontiguousarray(self.samples).view("<u4").reshape(len(self.samples), -1)
+
+    def explained_by(self, types: Sequence[TraitLabels]) -> np.ndarray | None:
+        """N x P bool over `template_codes`: the pixels the tokens' values of `types` paint
+        (`templates.reliable_painting`, learnt from every token labelled with that type; computed
+        once per type and kept). None without other types."""
+        if not types:
+            return None
+        codes = self.template_codes
+        explained = np.zeros(codes.shape, dtype=bool)
+        for trait in types:
+            key = (trait.trait_type, hashlib.blake2b(trait.labels.tobytes(), digest_size=16).digest())
+            if key not in self._paintings:
+                self._paintings[key] = reliable_painting(codes, trait.labels, MIN_EXPLAINING_TOKENS, 0.0)
+            explained |= self._paintings[key]
+        return explained
 
     @property
     def template_codes(self) -> np.ndarray | None:
@@ -190,15 +207,17 @@ def _class_matrix(features: TraitFeatures, labels: TraitLabels) -> np.ndarray | 
 
 
 def _template_probabilities(
-    codes: np.ndarray, trait: TraitLabels, others: Sequence[TraitLabels], train: np.ndarray, rows: np.ndarray, cross_fit: bool,
+    features: TraitFeatures, trait: TraitLabels, others: Sequence[TraitLabels], train: np.ndarray, rows: np.ndarray, cross_fit: bool,
     seed: int = 0,
 ) -> tuple[np.ndarray, float]:
     """(probabilities of `rows`, temperature) from templates learnt on `train`; with `cross_fit` the
     rows are the train rows, each predicted from templates fitted on the other folds."""
+    codes = features.template_codes
     n = len(trait.vocabulary)
+    explained = features.explained_by(others)
 
     def fit(rows_):
-        return fit_templates(codes[rows_], trait.labels[rows_], n, [o.labels[rows_] for o in others])
+        return fit_templates(codes[rows_], trait.labels[rows_], n, None if explained is None else explained[rows_])
 
     if not cross_fit:
         model = fit(train)
@@ -207,8 +226,7 @@ def _template_probabilities(
     folds = np.array_split(np.random.default_rng(seed).permutation(len(train)), min(SUGGESTION_FOLDS, len(train)))
     temperatures = []
     for fold in folds:
-        rest = np.setdiff1d(np.arange(len(train)), fold)
-        model = fit(train[rest])
+        model = fit(train[np.setdiff1d(np.arange(len(train)), fold)])
         probs[fold] = model.predict(codes[train[fold]])
         temperatures.append(model.temperature)
     return probs, float(np.median(temperatures))
@@ -228,10 +246,10 @@ def method_probabilities(
     x, metric = features.knn_matrix(trait, train)
     knn = KnnModel.fit(x[train], y, n, k, metric)
     rows = train if leave_one_out else query
-    out = {"knn": (knn.predict(x[rows], exclude_self=leave_one_out), knn.temperature)}
+    out = {"knn": (knn.predict(x[rows], leave_one_out), knn.temperature)}
     pixels = "knn"
     if features.samples is not None and features.knn == "trait_pixels":
-        out["template"] = _template_probabilities(features.template_codes, trait, others, train, rows, leave_one_out)
+        out["template"] = _template_probabilities(features, trait, others, train, rows, leave_one_out)
         out["knn_template"] = (combine(out["knn"][0], out["template"][0], 1.0), 1.0)
         pixels = "knn_template"
     classes = _class_matrix(features, trait)
@@ -261,6 +279,20 @@ def holdout_split(trait: TraitLabels, usable: np.ndarray, fraction: float, seed:
     return np.sort(shuffled[:n_test]), np.sort(shuffled[n_test:])
 
 
+def holdout_probabilities(
+    labels: CollectionLabels, features: TraitFeatures, trait: TraitLabels, fraction: float = 0.2, seed: int = 0, k: int = 10,
+    zero_shot_weight: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, float]]] | None:
+    """(test rows, train rows, `method_probabilities` of the test rows) of one trait type's seeded
+    hold-out; None when fewer than two labelled rows would train."""
+    usable = trait.labelled[features.available(len(trait.labels))[trait.labelled]]
+    test, train = holdout_split(trait, usable, fraction, seed)
+    if len(train) < 2:
+        return None
+    others = [o for o in labels.types if o is not trait]
+    return test, train, method_probabilities(features, trait, train, test, k, zero_shot_weight, others)
+
+
 def evaluate_holdout(
     collection: str, labels: CollectionLabels, features: TraitFeatures, fraction: float = 0.2, seed: int = 0,
     k: int = 10, zero_shot_weight: float = 0.5,
@@ -270,14 +302,13 @@ def evaluate_holdout(
     after a temperature fitted on the held-out fold, and which method `trait_predictions` uses."""
     rows = []
     for trait in labels.types:
-        usable = trait.labelled[features.available(len(trait.labels))[trait.labelled]]
-        test, train = holdout_split(trait, usable, fraction, seed)
-        if len(train) < 2:
+        held_out = holdout_probabilities(labels, features, trait, fraction, seed, k, zero_shot_weight)
+        if held_out is None:
             continue
+        test, train, methods = held_out
         truth = trait.labels[test]
-        others = [o for o in labels.types if o is not trait]
         found = []
-        for method, (probs, temperature) in method_probabilities(features, trait, train, test, k, zero_shot_weight, others).items():
+        for method, (probs, temperature) in methods.items():
             calibration = Calibration.fit(probs, truth, seed)
             found.append(
                 {
