@@ -38,8 +38,8 @@ from nft_pipeline.classify.trait_methods import Calibration, KnnModel, ZeroShotM
 from nft_pipeline.classify.trait_pixels import pixel_weights, trait_pixel_features
 
 NONE_VALUE = "none"
-METHODS = ("knn_template", "knn", "template", "combined", "zero_shot")  # in this order of preference on a tie
-TEMPLATE_STRIDE = 2
+METHODS = ("knn", "template", "zero_shot", "knn_template", "combined")  # cheapest first: the choice on a tie
+PIXEL_STRIDE = 2
 SUGGESTION_FOLDS = 5  # labelled tokens' templates are cross-fitted: a token never votes for itself
 
 TRAIT_PREDICTIONS = pa.schema(
@@ -151,40 +151,37 @@ class TraitFeatures:
     embedding: np.ndarray | None = None
     prompts: Mapping[tuple[str, str], np.ndarray] | None = None
     has_image: np.ndarray | None = None
-    n_pixels: int = 256
+    n_pixels: int = 64
+    # computed once per (type, labels[, train rows]) and kept: evaluation and prediction ask again
     _paintings: dict[tuple[str, bytes], np.ndarray] = field(default_factory=dict, init=False, compare=False, repr=False)
+    _knn_features: dict[tuple[str, bytes, bytes], object] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def available(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=bool) if self.has_image is None else self.has_image
 
-    @property
-    def codes(self) -> np.ndarray | None:
-        """N x P packed RGBA colours of the samples (None without samples)."""
-        return None if self.samples is None else np.ascontiguousarray(self.samples).view("<u4").reshape(len(self.samples), -1)
-
     def explained_by(self, types: Sequence[TraitLabels]) -> np.ndarray | None:
-        """N x P bool over `template_codes`: the pixels the tokens' values of `types` paint
+        """N x P bool over `codes`: the pixels the tokens' values of `types` paint
         (`templates.reliable_painting`, learnt from every token labelled with that type; computed
         once per type and kept). None without other types."""
         if not types:
             return None
-        codes = self.template_codes
+        codes = self.codes
         explained = np.zeros(codes.shape, dtype=bool)
         for trait in types:
-            key = (trait.trait_type, hashlib.blake2b(trait.labels.tobytes(), digest_size=16).digest())
+            key = (trait.trait_type, _digest(trait.labels))
             if key not in self._paintings:
                 self._paintings[key] = reliable_painting(codes, trait.labels, MIN_EXPLAINING_TOKENS, 0.0)
             explained |= self._paintings[key]
         return explained
 
     @property
-    def template_codes(self) -> np.ndarray | None:
-        """The packed colours of every `TEMPLATE_STRIDE`-th sample per axis: a 32 x 32 grid of a 64
-        sample still hits every pixel of art up to 32 pixels wide (16 px blocks or larger), at a
-        quarter of the templates' cost."""
+    def codes(self) -> np.ndarray | None:
+        """N x P packed RGBA colours of every `PIXEL_STRIDE`-th sample per axis, what kNN's trait
+        pixels and the templates compare: a 32 x 32 grid of a 64 sample still hits every pixel of
+        art up to 32 pixels wide (16 px blocks or larger), at a quarter of the cost."""
         if self.samples is None:
             return None
-        grid = np.ascontiguousarray(self.samples[:, ::TEMPLATE_STRIDE, ::TEMPLATE_STRIDE])
+        grid = np.ascontiguousarray(self.samples[:, ::PIXEL_STRIDE, ::PIXEL_STRIDE])
         return grid.view("<u4").reshape(len(grid), -1)
 
     def knn_matrix(self, labels: TraitLabels, train: np.ndarray) -> tuple[np.ndarray, str]:
@@ -195,9 +192,16 @@ class TraitFeatures:
             return normalise(self.embedding), "cosine"
         if self.samples is None:
             raise ValueError("kNN over trait pixels needs the sampled images")
-        codes = self.codes
-        weights = pixel_weights(codes[train], labels.labels[train])
-        return trait_pixel_features(codes, labels.labels, train, weights, self.n_pixels), "dot"
+        key = (labels.trait_type, _digest(labels.labels), _digest(train))
+        if key not in self._knn_features:
+            codes = self.codes
+            weights = pixel_weights(codes[train], labels.labels[train])
+            self._knn_features[key] = trait_pixel_features(codes, labels.labels, train, weights, self.n_pixels)
+        return self._knn_features[key], "dot"
+
+
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
 
 
 def _class_matrix(features: TraitFeatures, labels: TraitLabels) -> np.ndarray | None:
@@ -212,7 +216,7 @@ def _template_probabilities(
 ) -> tuple[np.ndarray, float]:
     """(probabilities of `rows`, temperature) from templates learnt on `train`; with `cross_fit` the
     rows are the train rows, each predicted from templates fitted on the other folds."""
-    codes = features.template_codes
+    codes = features.codes
     n = len(trait.vocabulary)
     explained = features.explained_by(others)
 
@@ -232,32 +236,40 @@ def _template_probabilities(
     return probs, float(np.median(temperatures))
 
 
+PARTS = {"knn_template": {"knn", "template"}, "combined": {"knn", "template", "zero_shot"}}  # what a pooled method needs
+
+
 def method_probabilities(
     features: TraitFeatures, trait: TraitLabels, train: np.ndarray, query: np.ndarray, k: int, zero_shot_weight: float,
-    others: Sequence[TraitLabels] = (), leave_one_out: bool = False,
+    others: Sequence[TraitLabels] = (), leave_one_out: bool = False, wanted: str | None = None,
 ) -> dict[str, tuple[np.ndarray, float]]:
     """method -> (probabilities of `query` rows, the method's own temperature), trained on `train` rows.
 
     `others`: the collection's other exclusive types (their labels on the train rows tell the
     templates which pixels other layers explain). With `leave_one_out` the queries are the training
-    rows, each predicted without itself (kNN) or from the other folds (templates)."""
+    rows, each predicted without itself (kNN) or from the other folds (templates). `wanted`: one
+    method, computing only it and what it pools (None: every method the features allow)."""
     y = trait.labels[train]
     n = len(trait.vocabulary)
-    x, metric = features.knn_matrix(trait, train)
-    knn = KnnModel.fit(x[train], y, n, k, metric)
     rows = train if leave_one_out else query
-    out = {"knn": (knn.predict(x[rows], leave_one_out), knn.temperature)}
-    pixels = "knn"
-    if features.samples is not None and features.knn == "trait_pixels":
+    need = None if wanted is None else {wanted} | PARTS.get(wanted, set())
+    out = {}
+    if need is None or "knn" in need:
+        x, metric = features.knn_matrix(trait, train)
+        knn = KnnModel.fit(x[train], y, n, k, metric)
+        out["knn"] = (knn.predict(x[rows], leave_one_out), knn.temperature)
+    if features.samples is not None and features.knn == "trait_pixels" and (need is None or "template" in need):
         out["template"] = _template_probabilities(features, trait, others, train, rows, leave_one_out)
-        out["knn_template"] = (combine(out["knn"][0], out["template"][0], 1.0), 1.0)
-        pixels = "knn_template"
+        if "knn" in out:
+            out["knn_template"] = (combine(out["knn"][0], out["template"][0], 1.0), 1.0)
     classes = _class_matrix(features, trait)
-    if classes is not None:
+    if classes is not None and (need is None or "zero_shot" in need):
         zero_shot = ZeroShotModel.fit(classes, features.embedding[train], y)
         zs = zero_shot.predict(features.embedding[rows])
         out["zero_shot"] = (zs, zero_shot.temperature)
-        out["combined"] = (combine(out[pixels][0], zs, zero_shot_weight), zero_shot_weight)
+        pixels = "knn_template" if "knn_template" in out else "knn"
+        if pixels in out:
+            out["combined"] = (combine(out[pixels][0], zs, zero_shot_weight), zero_shot_weight)
     return out
 
 
@@ -372,12 +384,14 @@ def predict_traits(
         if len(labelled) < 2:
             continue
         others = [o for o in labels.types if o is not trait]
-        suggestions = method_probabilities(features, trait, labelled, labelled, k, zero_shot_weight, others, leave_one_out=True)
         choice = choices.get(trait.trait_type, MethodChoice("knn_template"))
+        suggestions = method_probabilities(features, trait, labelled, labelled, k, zero_shot_weight, others, True, choice.method)
         method = choice.method if choice.method in suggestions else "knn"
+        if method not in suggestions:
+            suggestions = method_probabilities(features, trait, labelled, labelled, k, zero_shot_weight, others, True, method)
         blocks = [(labelled, suggestions[method][0], "suggestion")]
         if len(missing):
-            predicted = method_probabilities(features, trait, labelled, missing, k, zero_shot_weight, others)
+            predicted = method_probabilities(features, trait, labelled, missing, k, zero_shot_weight, others, wanted=method)
             blocks.append((missing, predicted[method][0], "missing_metadata"))
         for tokens, probs, source in blocks:
             probs = sharpen(probs, choice.calibration_temperature)
