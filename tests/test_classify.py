@@ -107,7 +107,9 @@ def test_knn_over_trait_pixels_predicts_punk_type_and_noun_layers(punks, nouns):
         samples, readable = read_samples([Path(p) for p in sample.images["png_path"].to_pylist()])
         assert readable.all()
         table = evaluate_holdout(sample.slug, _labels(sample), TraitFeatures(samples=samples), seed=0)
-        results.update({(r["collection"], r["trait_type"]): r for r in table.to_pylist()})
+        results.update({(r["collection"], r["trait_type"]): r for r in table.to_pylist() if r["method"] == "knn"})
+        assert all(r["ece"] <= 0.25 for r in table.to_pylist()), table.to_pylist()  # every method's
+        assert sum(r["chosen"] for r in table.to_pylist()) == len({r["trait_type"] for r in table.to_pylist()})
     assert results[("cryptopunks", "Type")]["top1"] >= 0.95
     # 480 labelled Nouns: many of the 243 heads are seen once or never (chance: 1 in 243).
     assert results[("nouns", "head")]["top1"] >= 0.7, results[("nouns", "head")]

@@ -33,9 +33,8 @@ def pixel_weights(codes: np.ndarray, labels: np.ndarray, max_tokens: int = 2000,
         pick = np.random.default_rng(seed).choice(len(codes), max_tokens, replace=False)
         codes, labels = codes[pick], labels[pick]
     n, p = codes.shape
-    _, colour = np.unique(codes, return_inverse=True)
-    colour = colour.reshape(n, p).astype(np.int64)
-    k = int(colour.max()) + 1
+    colour = codes.astype(np.int64)  # packed RGBA: keys below stay under 2**63 (pixels x values < 2**31)
+    k = 1 << 32
     pixel = np.broadcast_to(np.arange(p), (n, p))
     overall = _max_count_per_group((pixel * k + colour).ravel(), k, p) / n
     _, value = np.unique(labels, return_inverse=True)

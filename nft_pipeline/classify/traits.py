@@ -39,7 +39,7 @@ from nft_pipeline.classify.trait_pixels import pixel_weights, trait_pixel_featur
 
 NONE_VALUE = "none"
 METHODS = ("knn", "template", "zero_shot", "knn_template", "combined")  # cheapest first: the choice on a tie
-PIXEL_STRIDE = 2
+TEMPLATE_STRIDE = 2
 SUGGESTION_FOLDS = 5  # labelled tokens' templates are cross-fitted: a token never votes for itself
 
 TRAIT_PREDICTIONS = pa.schema(
@@ -151,7 +151,7 @@ class TraitFeatures:
     embedding: np.ndarray | None = None
     prompts: Mapping[tuple[str, str], np.ndarray] | None = None
     has_image: np.ndarray | None = None
-    n_pixels: int = 64
+    n_pixels: int = 256
     # computed once per (type, labels[, train rows]) and kept: evaluation and prediction ask again
     _paintings: dict[tuple[str, bytes], np.ndarray] = field(default_factory=dict, init=False, compare=False, repr=False)
     _knn_features: dict[tuple[str, bytes, bytes], object] = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -160,12 +160,12 @@ class TraitFeatures:
         return np.ones(n, dtype=bool) if self.has_image is None else self.has_image
 
     def explained_by(self, types: Sequence[TraitLabels]) -> np.ndarray | None:
-        """N x P bool over `codes`: the pixels the tokens' values of `types` paint
+        """N x P bool over `template_codes`: the pixels the tokens' values of `types` paint
         (`templates.reliable_painting`, learnt from every token labelled with that type; computed
         once per type and kept). None without other types."""
         if not types:
             return None
-        codes = self.codes
+        codes = self.template_codes
         explained = np.zeros(codes.shape, dtype=bool)
         for trait in types:
             key = (trait.trait_type, _digest(trait.labels))
@@ -176,12 +176,18 @@ class TraitFeatures:
 
     @property
     def codes(self) -> np.ndarray | None:
-        """N x P packed RGBA colours of every `PIXEL_STRIDE`-th sample per axis, what kNN's trait
-        pixels and the templates compare: a 32 x 32 grid of a 64 sample still hits every pixel of
-        art up to 32 pixels wide (16 px blocks or larger), at a quarter of the cost."""
+        """N x P packed RGBA colours of every sample, what kNN's trait pixels compare."""
+        return None if self.samples is None else np.ascontiguousarray(self.samples).view("<u4").reshape(len(self.samples), -1)
+
+    @property
+    def template_codes(self) -> np.ndarray | None:
+        """The packed colours of every `TEMPLATE_STRIDE`-th sample per axis, what the templates
+        compare: a 32 x 32 grid of a 64 sample still hits every pixel of art up to 32 pixels wide
+        (16 px blocks or larger), at a quarter of the cost. (kNN keeps the full grid: on the
+        photographic critters the finer grid is worth 3-7 points of top-1.)"""
         if self.samples is None:
             return None
-        grid = np.ascontiguousarray(self.samples[:, ::PIXEL_STRIDE, ::PIXEL_STRIDE])
+        grid = np.ascontiguousarray(self.samples[:, ::TEMPLATE_STRIDE, ::TEMPLATE_STRIDE])
         return grid.view("<u4").reshape(len(grid), -1)
 
     def knn_matrix(self, labels: TraitLabels, train: np.ndarray) -> tuple[np.ndarray, str]:
@@ -216,7 +222,7 @@ def _template_probabilities(
 ) -> tuple[np.ndarray, float]:
     """(probabilities of `rows`, temperature) from templates learnt on `train`; with `cross_fit` the
     rows are the train rows, each predicted from templates fitted on the other folds."""
-    codes = features.codes
+    codes = features.template_codes
     n = len(trait.vocabulary)
     explained = features.explained_by(others)
 
