@@ -75,6 +75,7 @@ class ValueTemplates:
     matrix: object  # scipy CSR, K x V weights
     totals: np.ndarray  # V: each template's total weight
     shrinkage: float
+    log_prior: np.ndarray  # V: log of the values' smoothed shares among the labelled tokens
     temperature: float = 0.05
 
     def scores(self, codes: np.ndarray) -> np.ndarray:
@@ -91,7 +92,9 @@ class ValueTemplates:
         return np.asarray((shown @ self.matrix).todense()) / (self.totals + self.shrinkage)[None, :]
 
     def predict(self, codes: np.ndarray) -> np.ndarray:
-        return softmax(self.scores(codes) / self.temperature)
+        """softmax(score / temperature + log prior): with no template shown (a photograph, or a
+        value that paints nothing, like `none`) the values' frequencies decide, not their order."""
+        return softmax(self.scores(codes) / self.temperature + self.log_prior[None, :])
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,8 @@ def fit_templates(
     uniq, column = np.unique(entries.keys, return_inverse=True)
     matrix = sparse.csr_matrix((entries.weight, (column, entries.value)), shape=(len(uniq), n_values))
     totals = np.asarray(matrix.sum(0)).ravel()
-    templates = ValueTemplates(uniq, matrix, totals, shrinkage)
+    log_prior = np.log((np.bincount(labels, minlength=n_values) + 1) / (len(labels) + n_values))
+    templates = ValueTemplates(uniq, matrix, totals, shrinkage, log_prior)
     scores = templates.scores(codes)
-    best = min(TEMPERATURES, key=lambda t: nll(softmax(scores / t), labels))
-    return ValueTemplates(uniq, matrix, totals, shrinkage, best)
+    best = min(TEMPERATURES, key=lambda t: nll(softmax(scores / t + log_prior[None, :]), labels))
+    return ValueTemplates(uniq, matrix, totals, shrinkage, log_prior, best)
