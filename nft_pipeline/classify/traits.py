@@ -299,16 +299,16 @@ def holdout_split(trait: TraitLabels, usable: np.ndarray, fraction: float, seed:
 
 def holdout_probabilities(
     labels: CollectionLabels, features: TraitFeatures, trait: TraitLabels, fraction: float = 0.2, seed: int = 0, k: int = 10,
-    zero_shot_weight: float = 0.5,
+    zero_shot_weight: float = 0.5, wanted: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, float]]] | None:
     """(test rows, train rows, `method_probabilities` of the test rows) of one trait type's seeded
-    hold-out; None when fewer than two labelled rows would train."""
+    hold-out (`wanted`: one method only); None when fewer than two labelled rows would train."""
     usable = trait.labelled[features.available(len(trait.labels))[trait.labelled]]
     test, train = holdout_split(trait, usable, fraction, seed)
     if len(train) < 2:
         return None
     others = [o for o in labels.types if o is not trait]
-    return test, train, method_probabilities(features, trait, train, test, k, zero_shot_weight, others)
+    return test, train, method_probabilities(features, trait, train, test, k, zero_shot_weight, others, wanted=wanted)
 
 
 def evaluate_holdout(
