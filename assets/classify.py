@@ -16,7 +16,12 @@ from assets.text import captions
 from nft_pipeline import schemas
 from nft_pipeline.classify.audit import TOKEN_AUDIT, AuditSettings, audit_rows, mismatch_rate
 from nft_pipeline.classify.colours import TOKEN_COLOURS, colour_rows
-from nft_pipeline.classify.traits import TRAIT_PREDICTIONS, agreement_counts, chosen_methods, collection_trait_predictions
+from nft_pipeline.classify.traits import (
+    TRAIT_PREDICTIONS,
+    agreement_counts,
+    chosen_methods,
+    collection_trait_predictions,
+)
 from nft_pipeline.quality import QualityResult, row_counts_match
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table

@@ -25,7 +25,6 @@ itself is what a new token of a well-sampled value sees, and the temperature is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
