@@ -191,3 +191,17 @@ def test_colour_words_become_filters():
 
     query = colour_query("Blue background punk with gray hair")
     assert (query.backgrounds, query.colours, query.text) == (["blue"], ["grey"], "punk with hair")
+
+
+def test_templates_of_noise_predict_the_prior_without_failing():
+    """Images with no pixel two tokens share (noise) give empty templates: the values' frequencies
+    decide, and nothing fails."""
+    from nft_pipeline.classify.templates import fit_templates
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 2**32, size=(60, 256), dtype=np.uint64).astype(np.uint32)
+    labels = np.r_[np.zeros(40, int), np.ones(20, int)]
+    templates = fit_templates(codes, labels, 3, explained=np.zeros(codes.shape, bool))
+    probs = templates.predict(codes)
+    assert probs.shape == (60, 3) and np.allclose(probs.sum(1), 1)
+    assert (probs.argmax(1) == 0).all()  # the commonest value

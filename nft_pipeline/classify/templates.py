@@ -82,6 +82,8 @@ class ValueTemplates:
         from scipy import sparse
 
         n, p = codes.shape
+        if not len(self.keys):  # no value paints any pixel consistently (noise, photographs)
+            return np.zeros((n, len(self.totals)))
         pixels = np.unique(self.keys // PIXEL_SHIFT)
         query = pixels.astype(np.int64)[None, :] * PIXEL_SHIFT + codes[:, pixels].astype(np.int64)
         position = np.minimum(np.searchsorted(self.keys, query), len(self.keys) - 1)
