@@ -80,7 +80,8 @@ def compare_methods(data: Path, slug: str) -> list[dict]:
     """Every method on the seeded hold-out, with the index's embeddings and the model's text tower."""
     from dataclasses import replace
 
-    from nft_pipeline.classify.traits import TraitFeatures, collection_labels, evaluate_holdout
+    from nft_pipeline.classify.trait_labels import collection_labels
+    from nft_pipeline.classify.traits import TraitFeatures, evaluate_holdout
     from nft_pipeline.classify.zero_shot import index_features
 
     layout = DataLayout(data)

@@ -16,7 +16,8 @@ from nft_pipeline.captions import caption_token
 from nft_pipeline.classify.audit import audit_rows, mismatch_rate
 from nft_pipeline.classify.colours import TOKEN_COLOURS, colour_name, colour_rows, srgb_to_lab
 from nft_pipeline.classify.pixels import read_samples
-from nft_pipeline.classify.traits import TraitFeatures, collection_labels, evaluate_holdout, predict_traits
+from nft_pipeline.classify.trait_labels import collection_labels
+from nft_pipeline.classify.traits import TraitFeatures, evaluate_holdout, predict_traits
 from nft_pipeline.components import PixelGrid, components_table, to_standardized
 from nft_pipeline.samples.nouns import Nouns, noun_seed, render_noun
 from nft_pipeline.samples.punks import CryptoPunks

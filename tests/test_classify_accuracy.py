@@ -18,13 +18,8 @@ from PIL import Image
 
 from nft_pipeline.captions import caption_token
 from nft_pipeline.classify.pixels import read_samples
-from nft_pipeline.classify.traits import (
-    TraitFeatures,
-    chosen_methods,
-    collection_labels,
-    evaluate_holdout,
-    holdout_probabilities,
-)
+from nft_pipeline.classify.trait_labels import collection_labels
+from nft_pipeline.classify.traits import TraitFeatures, chosen_methods, evaluate_holdout, holdout_probabilities
 from nft_pipeline.samples.nouns import Nouns, noun_seed, render_noun, render_noun_layers
 from nft_pipeline.samples.punks import CryptoPunks
 from nft_pipeline.train.sample_data import standardize_pixel_art

@@ -1,8 +1,6 @@
 """Trait prediction: each trait type of a collection predicted from the image, with a confidence.
 
-A trait type is predicted when it is exclusive (no token declares two values of it), like
-CryptoPunks' `Type` or each Nouns layer; a type some tokens lack gets the value `none` for them. A
-multi-valued type (CryptoPunks' `Accessory`) is left out and said so (`skipped_types`).
+Which trait types are predicted, and their labels: `trait_labels` (exclusive types only).
 
 The methods (`METHODS`), measured against each other by `evaluate_holdout`:
 
@@ -34,10 +32,10 @@ import numpy as np
 import pyarrow as pa
 
 from nft_pipeline.classify.templates import MIN_EXPLAINING_TOKENS, fit_templates, reliable_painting
+from nft_pipeline.classify.trait_labels import CollectionLabels, TraitLabels, collection_labels
 from nft_pipeline.classify.trait_methods import Calibration, KnnModel, ZeroShotModel, combine, normalise, sharpen
 from nft_pipeline.classify.trait_pixels import pixel_weights, trait_pixel_features
 
-NONE_VALUE = "none"
 METHODS = ("knn", "template", "zero_shot", "knn_template", "combined")  # cheapest first: the choice on a tie
 TEMPLATE_STRIDE = 2
 SUGGESTION_FOLDS = 5  # labelled tokens' templates are cross-fitted: a token never votes for itself
@@ -73,61 +71,6 @@ TRAIT_EVALUATION = pa.schema(
         pa.field("chosen", pa.bool_(), nullable=False),  # the method trait_predictions uses for this type
     ]
 )
-
-
-@dataclass(frozen=True)
-class TraitLabels:
-    """One exclusive trait type over a collection's tokens: value index per token, -1 where unlabelled."""
-
-    trait_type: str
-    vocabulary: list[str]
-    labels: np.ndarray  # N ints, aligned with the token order the caller gave
-
-    @property
-    def labelled(self) -> np.ndarray:
-        return np.flatnonzero(self.labels >= 0)
-
-
-@dataclass(frozen=True)
-class CollectionLabels:
-    token_ids: list[str]
-    declared: np.ndarray  # N bool: the token declares traits (its metadata loaded and has attributes)
-    types: list[TraitLabels]
-    skipped_types: dict[str, str] = field(default_factory=dict)  # trait type -> why it is not predicted
-    phrases: dict[tuple[str, str], str] = field(default_factory=dict)  # (type, value) -> caption words
-
-
-def collection_labels(token_ids: Sequence[str], tags: Mapping[str, Sequence[Mapping]], min_tokens: int = 2) -> CollectionLabels:
-    """Labels per exclusive trait type from caption tags (token id -> tags; absent or empty: undeclared)."""
-    declared = np.array([bool(tags.get(t)) for t in token_ids])
-    values: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
-    phrases: dict[tuple[str, str], str] = {}
-    for i, token in enumerate(token_ids):
-        for tag in tags.get(token) or ():
-            trait_type = tag["trait_type"] or ""
-            values[trait_type][i].add(tag["value"])
-            phrases.setdefault((trait_type, tag["value"]), tag.get("phrase") or tag["value"])
-    types, skipped = [], {}
-    n_declared = int(declared.sum())
-    for trait_type, per_token in values.items():
-        if not trait_type:
-            skipped[trait_type] = "untyped values"
-            continue
-        if any(len(v) > 1 for v in per_token.values()):
-            skipped[trait_type] = "multi-valued (a token declares several values)"
-            continue
-        vocabulary = sorted({v for vs in per_token.values() for v in vs})
-        if len(per_token) < n_declared:
-            vocabulary.append(NONE_VALUE)
-        index = {v: j for j, v in enumerate(vocabulary)}
-        labels = np.full(len(token_ids), -1, dtype=np.int64)
-        for i in np.flatnonzero(declared):
-            labels[i] = index[next(iter(per_token[i]))] if i in per_token else index[NONE_VALUE]
-        if len(vocabulary) < 2 or n_declared < min_tokens:
-            skipped[trait_type] = "fewer than two values or too few labelled tokens"
-            continue
-        types.append(TraitLabels(trait_type, vocabulary, labels))
-    return CollectionLabels(list(token_ids), declared, types, skipped, phrases)
 
 
 # ---------------------------------------------------------------- features and methods
@@ -418,22 +361,6 @@ def predict_traits(
                     }
                 )
     return pa.Table.from_pylist(rows, schema=TRAIT_PREDICTIONS)
-
-
-def prompt_texts(collection_title: str, labels: CollectionLabels, template) -> dict[tuple[str, str], str]:
-    """(type, value) -> the caption that names only that value, as training captions word it."""
-    from nft_pipeline.captions import render_caption
-
-    texts = {}
-    for trait in labels.types:
-        for value in trait.vocabulary:
-            if value == NONE_VALUE:
-                texts[(trait.trait_type, value)] = render_caption(collection_title, [], template)
-            else:
-                phrase = labels.phrases.get((trait.trait_type, value), value)
-                tag = {"trait_type": trait.trait_type, "value": value, "phrase": phrase}
-                texts[(trait.trait_type, value)] = render_caption(collection_title, [tag], template)
-    return texts
 
 
 def agreement_counts(predictions: pa.Table) -> dict[str, dict[str, int]]:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nft_pipeline.classify.traits import CollectionLabels, TraitFeatures, prompt_texts
+from nft_pipeline.classify.trait_labels import CollectionLabels, prompt_texts
+from nft_pipeline.classify.traits import TraitFeatures
 
 
 def collection_title(names: list[str | None], fallback: str) -> str:
