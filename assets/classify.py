@@ -2,9 +2,15 @@
 
 Each reads the partition's standardized images (and captions, components), calls one function of
 `nft_pipeline.classify`, writes a Parquet table and reports counts, a preview and a check.
+
+Each recomputes only when what it reads changed (`nft_pipeline/versions.py`): its fingerprint of the
+standardized rows, the captions' tags, the components' own fingerprint (`token_audit`), its settings
+and its code version is its data version and is kept in its table's footer; when the stored table
+carries the same fingerprint the step reads it back and computes nothing (`rows_computed` 0).
 """
 
 from collections import Counter
+from dataclasses import asdict
 
 import dagster as dg
 
@@ -17,15 +23,23 @@ from nft_pipeline import schemas
 from nft_pipeline.classify.audit import TOKEN_AUDIT, AuditSettings, audit_rows, mismatch_rate
 from nft_pipeline.classify.colours import TOKEN_COLOURS, colour_rows
 from nft_pipeline.classify.traits import (
+    TRAIT_EVALUATION,
     TRAIT_PREDICTIONS,
     agreement_counts,
     chosen_methods,
     collection_trait_predictions,
+    image_labels,
 )
 from nft_pipeline.quality import QualityResult, row_counts_match
 from nft_pipeline.reporting import markdown_table
-from nft_pipeline.storage import read_table, write_table
+from nft_pipeline.storage import DataLayout, read_table, write_table
+from nft_pipeline.versions import fingerprint, reused_or_computed, stored_fingerprint, table_fingerprint, with_fingerprint
 from resources import DataDirResource
+
+# Bumped when a change of code changes the table an asset writes (nft_pipeline/versions.py).
+TRAIT_PREDICTIONS_CODE_VERSION = "1"
+TOKEN_COLOURS_CODE_VERSION = "1"
+TOKEN_AUDIT_CODE_VERSION = "1"
 
 PREDICTIONS_COVER_IMAGES = check_spec(
     "trait_predictions", "every_image_predicted",
@@ -45,24 +59,45 @@ def _ok_images(images) -> int:
     return sum(1 for s in images["status"].to_pylist() if s == "ok")
 
 
+def _images_and_tags(layout: DataLayout, slug: str) -> tuple:
+    """The partition's standardized images and captions, and the fingerprint of what classification
+    reads of them: every standardized row (the `standardized_images` data version) and the tags."""
+    images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
+    texts = read_table(layout.partition_path("captions", slug), schemas.CAPTIONS)
+    return images, texts, [table_fingerprint(images), table_fingerprint(texts, ["token_id", "tags"])]
+
+
 class TraitPredictionsConfig(dg.Config):
     holdout_fraction: float = 0.2
     seed: int = 0
 
 
-@collection_asset(group_name="classify", kinds={"parquet"}, deps=[standardized_images, captions], check_specs=[PREDICTIONS_COVER_IMAGES])
+@collection_asset(
+    group_name="classify", kinds={"parquet"}, deps=[standardized_images, captions], check_specs=[PREDICTIONS_COVER_IMAGES],
+    code_version=TRAIT_PREDICTIONS_CODE_VERSION,
+)
 def trait_predictions(context: dg.AssetExecutionContext, config: TraitPredictionsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Each exclusive trait type predicted for every token with a calibrated confidence, by the pixel
     method of best hold-out top-1 (kNN, value templates or their pool); tokens without metadata are
-    `missing_metadata`, the rest leave-one-out suggestions."""
+    `missing_metadata`, the rest leave-one-out suggestions.
+
+    The hold-out evaluation is kept beside it (`trait_evaluation`), so an unchanged step reports it too."""
     layout = data_dir.layout()
     slug = context.partition_key
-    images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
-    table, evaluation, labels = collection_trait_predictions(
-        slug, images, read_table(layout.partition_path("captions", slug), schemas.CAPTIONS), layout.file,
-        holdout_fraction=config.holdout_fraction, seed=config.seed,
-    )
-    path = write_table(table, layout.partition_path("trait_predictions", slug), TRAIT_PREDICTIONS)
+    images, texts, inputs = _images_and_tags(layout, slug)
+    version = fingerprint(TRAIT_PREDICTIONS_CODE_VERSION, config.model_dump(), inputs)
+    path = layout.partition_path("trait_predictions", slug)
+    evaluation_path = layout.partition_path("trait_evaluation", slug)
+    if stored_fingerprint(path) == version and stored_fingerprint(evaluation_path) == version:
+        table, evaluation, labels = read_table(path, TRAIT_PREDICTIONS), read_table(evaluation_path, TRAIT_EVALUATION), image_labels(images, texts)
+        computed = 0
+    else:
+        table, evaluation, labels = collection_trait_predictions(
+            slug, images, texts, layout.file, holdout_fraction=config.holdout_fraction, seed=config.seed
+        )
+        write_table(with_fingerprint(evaluation, version), evaluation_path, TRAIT_EVALUATION)
+        write_table(with_fingerprint(table, version), path, TRAIT_PREDICTIONS)
+        computed = table.num_rows
     metadata = table_metadata(
         table, path,
         predicted_types=dg.MetadataValue.json([t.trait_type for t in labels.types]),
@@ -70,19 +105,24 @@ def trait_predictions(context: dg.AssetExecutionContext, config: TraitPrediction
         by_type=dg.MetadataValue.json(agreement_counts(table)),
         methods=dg.MetadataValue.json({t: vars(c) for t, c in chosen_methods(evaluation).items()}),
         holdout=dg.MetadataValue.md(markdown_table([{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in evaluation.to_pylist()])),
+        rows_computed=computed,
     )
     expected = len(labels.types) * len(labels.token_ids)  # token_ids: the tokens with an ok image
-    return dg.MaterializeResult(metadata=metadata, check_results=[check_result(PREDICTIONS_COVER_IMAGES, row_counts_match(table.num_rows, expected))])
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version), check_results=[check_result(PREDICTIONS_COVER_IMAGES, row_counts_match(table.num_rows, expected))])
 
 
-@collection_asset(group_name="classify", kinds={"parquet"}, deps=[standardized_images], check_specs=[COLOURS_FOR_OK_IMAGES])
+@collection_asset(
+    group_name="classify", kinds={"parquet"}, deps=[standardized_images], check_specs=[COLOURS_FOR_OK_IMAGES],
+    code_version=TOKEN_COLOURS_CODE_VERSION,
+)
 def token_colours(context: dg.AssetExecutionContext, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Dominant colours (k-means in CIELAB, background apart) and named colour classes per token."""
     layout = data_dir.layout()
     slug = context.partition_key
     images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
-    table = colour_rows(slug, images, layout.file)
-    path = write_table(table, layout.partition_path("token_colours", slug), TOKEN_COLOURS)
+    version = fingerprint(TOKEN_COLOURS_CODE_VERSION, table_fingerprint(images))
+    path = layout.partition_path("token_colours", slug)
+    table, computed = reused_or_computed(path, version, TOKEN_COLOURS, lambda: colour_rows(slug, images, layout.file))
     classes = Counter(c for cs in table["colour_classes"].to_pylist() for c in cs)
     backgrounds = Counter(c for cs in table["background_classes"].to_pylist() for c in cs)
     metadata = table_metadata(
@@ -90,9 +130,10 @@ def token_colours(context: dg.AssetExecutionContext, data_dir: DataDirResource) 
         status_counts=dg.MetadataValue.json(dict(Counter(table["status"].to_pylist()))),
         colour_classes=dg.MetadataValue.json(dict(classes.most_common())),
         background_classes=dg.MetadataValue.json(dict(backgrounds.most_common())),
+        rows_computed=computed,
     )
     ok = sum(1 for s in table["status"].to_pylist() if s == "ok")
-    return dg.MaterializeResult(metadata=metadata, check_results=[check_result(COLOURS_FOR_OK_IMAGES, row_counts_match(ok, _ok_images(images)))])
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version), check_results=[check_result(COLOURS_FOR_OK_IMAGES, row_counts_match(ok, _ok_images(images)))])
 
 
 class TokenAuditConfig(dg.Config):
@@ -101,28 +142,34 @@ class TokenAuditConfig(dg.Config):
     max_mismatch_rate: float = 0.05  # the check warns above this share of checked tokens
 
 
-@collection_asset(group_name="classify", kinds={"parquet"}, deps=[standardized_images, captions, components], check_specs=[AUDIT_MISMATCH_RATE])
+@collection_asset(
+    group_name="classify", kinds={"parquet"}, deps=[standardized_images, captions, components], check_specs=[AUDIT_MISMATCH_RATE],
+    code_version=TOKEN_AUDIT_CODE_VERSION,
+)
 def token_audit(context: dg.AssetExecutionContext, config: TokenAuditConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
     """Per token: declared traits visible in the image (agreement with their components), placeholder
     (unrevealed) images, duplicate images; flags with reasons."""
     layout = data_dir.layout()
     slug = context.partition_key
-    table = audit_rows(
-        slug,
-        read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES),
-        read_table(layout.partition_path("captions", slug), schemas.CAPTIONS),
-        read_table(layout.partition_path("components", slug), schemas.COMPONENTS),
-        layout.file,
-        AuditSettings(min_agreement_ratio=config.min_agreement_ratio, placeholder_share=config.placeholder_share),
+    images, texts, inputs = _images_and_tags(layout, slug)
+    components_path = layout.partition_path("components", slug)
+    settings = AuditSettings(min_agreement_ratio=config.min_agreement_ratio, placeholder_share=config.placeholder_share)
+    # `components` keeps its fingerprint in its footer (its data version); a table without one is fingerprinted here.
+    components_version = stored_fingerprint(components_path) or table_fingerprint(read_table(components_path, schemas.COMPONENTS))
+    version = fingerprint(TOKEN_AUDIT_CODE_VERSION, asdict(settings), inputs, components_version)
+    path = layout.partition_path("token_audit", slug)
+    table, computed = reused_or_computed(
+        path, version, TOKEN_AUDIT,
+        lambda: audit_rows(slug, images, texts, read_table(components_path, schemas.COMPONENTS), layout.file, settings),
     )
-    path = write_table(table, layout.partition_path("token_audit", slug), TOKEN_AUDIT)
     rate, bad, checked = mismatch_rate(table)
     flagged = [r for r in table.to_pylist() if r["flags"]]
     metadata = table_metadata(
         table, path,
         flag_counts=dg.MetadataValue.json(dict(Counter(f for r in flagged for f in r["flags"]))),
         mismatch_rate=dg.MetadataValue.float(round(rate, 4)),
+        rows_computed=computed,
     )
     metadata["preview"] = dg.MetadataValue.md(markdown_table([{"token_id": r["token_id"], "flags": ", ".join(r["flags"]), "reasons": "; ".join(r["reasons"])} for r in flagged[:20]], width=160))
     result = QualityResult(rate <= config.max_mismatch_rate, {"mismatch_rate": round(rate, 4), "mismatched_tokens": bad, "checked_tokens": checked, "threshold": config.max_mismatch_rate})
-    return dg.MaterializeResult(metadata=metadata, check_results=[check_result(AUDIT_MISMATCH_RATE, result)])
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version), check_results=[check_result(AUDIT_MISMATCH_RATE, result)])

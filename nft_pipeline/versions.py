@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nft_pipeline.location import Location, is_local
+from nft_pipeline.storage import read_table, write_table
 
 FINGERPRINT_KEY = b"nft_pipeline.input_fingerprint"
 
@@ -48,3 +50,13 @@ def stored_fingerprint(path: Location) -> str | None:
     schema = pq.read_schema(path) if is_local(path) else pq.read_schema(path.path, filesystem=path.fs)
     value = (schema.metadata or {}).get(FINGERPRINT_KEY)
     return value.decode() if value is not None else None
+
+
+def reused_or_computed(path: Location, version: str, schema: pa.Schema, compute: Callable[[], pa.Table]) -> tuple[pa.Table, int]:
+    """(the table, rows computed now): the table at `path` when it was computed from `version`
+    (nothing computed), else `compute()` written there with `version` in its footer."""
+    if stored_fingerprint(path) == version:
+        return read_table(path, schema), 0
+    table = compute()
+    write_table(with_fingerprint(table, version), path, schema)
+    return table, table.num_rows

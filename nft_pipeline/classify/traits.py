@@ -372,6 +372,17 @@ def agreement_counts(predictions: pa.Table) -> dict[str, dict[str, int]]:
     return {t: dict(c) for t, c in counts.items()}
 
 
+def _with_image(images: pa.Table) -> list[dict]:
+    return [r for r in images.select(["token_id", "status", "png_path"]).to_pylist() if r["status"] == "ok" and r["png_path"]]
+
+
+def image_labels(images: pa.Table, captions: pa.Table) -> CollectionLabels:
+    """The labels `collection_trait_predictions` predicts: the tokens with an ok image, their caption
+    tags. Cheap (no pixels), so a step that reuses its stored predictions can still report them."""
+    tags = {r["token_id"]: r["tags"] for r in captions.select(["token_id", "tags"]).to_pylist()}
+    return collection_labels([r["token_id"] for r in _with_image(images)], tags)
+
+
 def collection_trait_predictions(
     collection: str, images: pa.Table, captions: pa.Table, files, holdout_fraction: float = 0.2,
     seed: int = 0, threads: int = 2,
@@ -385,10 +396,9 @@ def collection_trait_predictions(
     """
     from nft_pipeline.classify.pixels import read_samples
 
-    ok = [r for r in images.select(["token_id", "status", "png_path"]).to_pylist() if r["status"] == "ok" and r["png_path"]]
+    ok = _with_image(images)
     samples, readable = read_samples([files(r["png_path"]) for r in ok], threads=threads)
-    tags = {r["token_id"]: r["tags"] for r in captions.select(["token_id", "tags"]).to_pylist()}
-    labels = collection_labels([r["token_id"] for r in ok], tags)
+    labels = image_labels(images, captions)
     features = TraitFeatures(samples=samples, has_image=readable)
     evaluation = evaluate_holdout(collection, labels, features, holdout_fraction, seed)
     return predict_traits(collection, labels, features, chosen_methods(evaluation)), evaluation, labels
