@@ -33,7 +33,13 @@ from nft_pipeline.classify.traits import (
 from nft_pipeline.quality import QualityResult, row_counts_match
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import DataLayout, read_table, write_table
-from nft_pipeline.versions import fingerprint, reused_or_computed, stored_fingerprint, table_fingerprint, with_fingerprint
+from nft_pipeline.versions import (
+    fingerprint,
+    reused_or_computed,
+    stored_fingerprint,
+    table_fingerprint,
+    with_fingerprint,
+)
 from resources import DataDirResource
 
 # Bumped when a change of code changes the table an asset writes (nft_pipeline/versions.py).
@@ -89,8 +95,8 @@ def trait_predictions(context: dg.AssetExecutionContext, config: TraitPrediction
     path = layout.partition_path("trait_predictions", slug)
     evaluation_path = layout.partition_path("trait_evaluation", slug)
     if stored_fingerprint(path) == version and stored_fingerprint(evaluation_path) == version:
-        table, evaluation, labels = read_table(path, TRAIT_PREDICTIONS), read_table(evaluation_path, TRAIT_EVALUATION), image_labels(images, texts)
-        computed = 0
+        table, evaluation, computed = read_table(path, TRAIT_PREDICTIONS), read_table(evaluation_path, TRAIT_EVALUATION), 0
+        labels = image_labels(images, texts)
     else:
         table, evaluation, labels = collection_trait_predictions(
             slug, images, texts, layout.file, holdout_fraction=config.holdout_fraction, seed=config.seed
