@@ -16,7 +16,12 @@ from assets.text import captions
 from nft_pipeline import schemas
 from nft_pipeline.classify.audit import TOKEN_AUDIT, AuditSettings, audit_rows, mismatch_rate
 from nft_pipeline.classify.colours import TOKEN_COLOURS, colour_rows
-from nft_pipeline.classify.traits import TRAIT_PREDICTIONS, agreement_counts, collection_trait_predictions
+from nft_pipeline.classify.traits import (
+    TRAIT_PREDICTIONS,
+    agreement_counts,
+    chosen_methods,
+    collection_trait_predictions,
+)
 from nft_pipeline.quality import QualityResult, row_counts_match
 from nft_pipeline.reporting import markdown_table
 from nft_pipeline.storage import read_table, write_table
@@ -47,8 +52,9 @@ class TraitPredictionsConfig(dg.Config):
 
 @dg.asset(group_name="classify", kinds={"parquet"}, partitions_def=collection_partitions, deps=[standardized_images, captions], check_specs=[PREDICTIONS_COVER_IMAGES])
 def trait_predictions(context: dg.AssetExecutionContext, config: TraitPredictionsConfig, data_dir: DataDirResource) -> dg.MaterializeResult:
-    """Each exclusive trait type predicted for every token (kNN over trait pixels) with a confidence;
-    tokens without metadata are `missing_metadata`, the rest leave-one-out suggestions."""
+    """Each exclusive trait type predicted for every token with a calibrated confidence, by the pixel
+    method of best hold-out top-1 (kNN, value templates or their pool); tokens without metadata are
+    `missing_metadata`, the rest leave-one-out suggestions."""
     layout = data_dir.layout()
     slug = context.partition_key
     images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
@@ -62,6 +68,7 @@ def trait_predictions(context: dg.AssetExecutionContext, config: TraitPrediction
         predicted_types=dg.MetadataValue.json([t.trait_type for t in labels.types]),
         skipped_types=dg.MetadataValue.json(labels.skipped_types),
         by_type=dg.MetadataValue.json(agreement_counts(table)),
+        methods=dg.MetadataValue.json({t: vars(c) for t, c in chosen_methods(evaluation).items()}),
         holdout=dg.MetadataValue.md(markdown_table([{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in evaluation.to_pylist()])),
     )
     expected = len(labels.types) * len(labels.token_ids)  # token_ids: the tokens with an ok image

@@ -57,6 +57,13 @@ def _gateway(args: argparse.Namespace) -> None:
         collections.update(generated)
         tokens = sum(c.default_supply for c in generated.values())
         print(f"{len(generated)} generated collections, {tokens:,} tokens; their catalog: {catalog}", flush=True)
+    if args.copycat:
+        from nft_pipeline.samples.copycat import CopycatPunks, write_copycat_catalog
+
+        copycat = CopycatPunks(args.copycat, args.seed)
+        catalog = write_copycat_catalog(copycat, args.catalog or default_data_dir() / f"samples-copycat-{args.copycat}.csv")
+        collections[copycat.slug] = copycat
+        print(f"{copycat.slug}: {args.copycat} altered CryptoPunks; the samples' catalog with it: {catalog}", flush=True)
     serve_forever(args.host, args.port, {slug: int(n) for slug, n in supplies.items()}, collections)
 
 
@@ -106,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--generated", type=int, default=0, metavar="N", help="also serve N generated collections (NFT1000 in miniature)")
     gateway.add_argument("--seed", type=int, default=0, help="seed of the generated collections")
     gateway.add_argument("--catalog", type=Path, help="where to write their catalog CSV (default: <data dir>/nft1000-mini-N.csv)")
+    gateway.add_argument("--copycat", type=int, default=0, metavar="N", help="also serve N altered CryptoPunks under another contract (clone detection)")
     gateway.set_defaults(run=_gateway)
 
     download = commands.add_parser("download", help="fetch one collection's media (its tokens table must exist)")

@@ -11,6 +11,7 @@ import dagster as dg
 
 from assets import automation, images, index, ingest, media, model, report, text
 from assets import classify
+from assets.clones import clones
 from assets.map import collection_map, combined_map
 from assets.partitions import collection_partitions
 from resources import local_resources
@@ -28,6 +29,7 @@ ALL_ASSETS = [
     classify.trait_predictions,
     classify.token_colours,
     classify.token_audit,
+    clones,
     collection_map,
     combined_map,
 ]
@@ -84,6 +86,7 @@ def materialize_collections(instance: dg.DagsterInstance, resources: dict, parti
     keys = partitions or instance.get_dynamic_partitions(collection_partitions.name)
     for key in keys:
         dg.materialize(PARTITIONED_ASSETS, partition_key=key, instance=instance, resources=resources, run_config=DEMO_LOGGING)
+    dg.materialize([clones], instance=instance, resources=resources, run_config=DEMO_LOGGING)  # across the collections
     training = {**DEMO_TRAINING, "collections": [k for k in DEMO_TRAINING["collections"] if k in keys] or list(keys)}
     run_config = {**DEMO_LOGGING, "ops": {"clip_model": {"config": training}}}
     dg.materialize(UNPARTITIONED_DOWNSTREAM, instance=instance, resources=resources, run_config=run_config)

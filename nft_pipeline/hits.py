@@ -42,6 +42,9 @@ class SearchHit:
     tags: list[CaptionTag]
     matched: list[str] = field(default_factory=list)  # the query's words for the traits it carries
     duplicates: int = 1  # tokens with the same picture this hit stands for (duplicate collapse)
+    # With collapse: the others it stands for ({collection, token_id, original}), identical pictures and
+    # clones (`clones`), `original` marking the group's likely original
+    duplicate_tokens: list[dict[str, Any]] = field(default_factory=list)
     outline_traits: list[dict[str, Any]] = field(default_factory=list)  # its traits the query matched
     # Traits predicted from the image for a token without metadata (`trait_predictions`), with confidence
     predicted_traits: list[dict[str, Any]] = field(default_factory=list)

@@ -56,13 +56,31 @@ class Ranked:
     duplicates: np.ndarray  # per page row: how many rows of the result set it stands for (1 = unique)
     total: int  # rows passing the hard filters (after collapsing, if asked)
     exact: int  # of those, rows meeting every constraint
+    collapsed: list[np.ndarray] | None = None  # per page row (when collapsing): the other rows it stands for, best first
+
+
+def merged_groups(groups: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """One group number per row joining two groupings (`other` -1: no group there): rows share a
+    group when either grouping links them, directly or through other rows."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(groups)
+    linked = np.flatnonzero(other >= 0)
+    # Nodes: the rows, then one per group of `groups`, then one per group of `other`.
+    sources = np.concatenate([np.arange(n), linked])
+    targets = np.concatenate([n + groups, n + groups.max(initial=-1) + 1 + other[linked]])
+    size = n + groups.max(initial=-1) + 2 + other.max(initial=-1)
+    graph = coo_matrix((np.ones(len(sources), np.int8), (sources, targets)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    return labels[:n]
 
 
 class RankingIndex:
     """Per-row arrays for ranking one index version (see the module docstring)."""
 
     def __init__(self, collections: Sequence[str], tags: Sequence[Sequence[Mapping]], names: Sequence[str | None],
-                 vectors: np.ndarray, vocabulary: TraitVocabulary):
+                 vectors: np.ndarray, vocabulary: TraitVocabulary, clone_groups: np.ndarray | None = None):
         self.vocabulary = vocabulary
         self.n_rows = len(collections)
         self.collection_names = sorted(set(collections))
@@ -88,13 +106,17 @@ class RankingIndex:
         rounded = np.round(self.vectors, DUPLICATE_DECIMALS)
         _, self.duplicate_group = np.unique(rounded, axis=0, return_inverse=True)
         self.duplicate_group = self.duplicate_group.reshape(-1)
+        if clone_groups is not None:  # a copy and its original (the `clones` asset) are one picture too
+            self.duplicate_group = merged_groups(self.duplicate_group, clone_groups)
 
     @classmethod
     def from_table(cls, rows: pa.Table, vocabulary: TraitVocabulary | None = None,
                    subject_nouns: Mapping[str, str | None] | None = None,
-                   tags: Sequence[Sequence[Mapping]] | None = None) -> RankingIndex:
+                   tags: Sequence[Sequence[Mapping]] | None = None,
+                   clone_groups: np.ndarray | None = None) -> RankingIndex:
         """From a table with collection, name, tags and vector columns (one row per token); `tags`, if
-        given, stand for the table's (predicted traits added)."""
+        given, stand for the table's (predicted traits added); `clone_groups`, per row, a clone group
+        number or -1."""
         collections = rows["collection"].to_pylist()
         tags = rows["tags"].to_pylist() if tags is None else tags
         names = rows["name"].to_pylist()
@@ -103,7 +125,7 @@ class RankingIndex:
         vector_column = rows["vector"].combine_chunks()
         dim = vector_column.type.list_size
         vectors = vector_column.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-        return cls(collections, tags, names, vectors, vocabulary)
+        return cls(collections, tags, names, vectors, vocabulary, clone_groups)
 
     def traits_mask(self, traits: Sequence[int]) -> np.ndarray:
         """Rows carrying any of `traits`."""
@@ -180,16 +202,20 @@ class RankingIndex:
         exact = int(np.count_nonzero(met_count[eligible] == len(constraints)))
         order = eligible[np.lexsort((-similarities[eligible], -met_count[eligible]))]
         duplicates = np.ones(len(order), np.int64)
+        collapsed = None
         if collapse and len(order):
+            uncollapsed = order
             groups = self.duplicate_group[order]
             unique_groups, first, counts = np.unique(groups, return_index=True, return_counts=True)
             keep = np.sort(first)
             duplicates = counts[np.searchsorted(unique_groups, groups[keep])]
             order = order[keep]
             exact = int(np.count_nonzero(met_count[order] == len(constraints)))
+            shown = order[offset : offset + limit]
+            collapsed = [uncollapsed[(groups == self.duplicate_group[row]) & (uncollapsed != row)] for row in shown]
         page = order[offset : offset + limit]
         met = np.stack([mask[page] for mask in constraints], axis=1) if constraints else np.zeros((len(page), 0), bool)
-        return Ranked(page, similarities[page], met, duplicates[offset : offset + limit], len(order), exact)
+        return Ranked(page, similarities[page], met, duplicates[offset : offset + limit], len(order), exact, collapsed)
 
     def matched_traits(self, row: int, chips: Sequence[Chip]) -> list[dict[str, str]]:
         """The row's own trait values that `chips` name (what its hit shows outlined)."""

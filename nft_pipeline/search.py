@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 from PIL import Image
 
 from nft_pipeline.captions import template_for
+from nft_pipeline.classify.clones import CloneLabels
 from nft_pipeline.classify.vocabulary import RowTerms, interpret
 from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.hits import (
@@ -129,6 +130,7 @@ class IndexVersion:
     ranking: RankingIndex | None = None  # None: the table outgrew `RANKING_MAX_ROWS`; described falls back to filters
     parser: QueryParser | None = None
     terms: RowTerms | None = None  # colour classes and predicted traits per ranking row; None: not classified
+    clones: CloneLabels | None = None  # clone groups per ranking row; None: no `clones` table
 
     @classmethod
     async def load(
@@ -161,27 +163,29 @@ class IndexVersion:
             await table.prewarm_index(index.name)
         has_text_index = any(index.columns == [CAPTION_COLUMN] for index in indexes)
         rows = await table.count_rows()
-        details, ranking, terms = None, None, None
+        details, ranking, terms, clones = None, None, None, None
         if rows <= min(details_max_rows, RANKING_MAX_ROWS):
             table_rows = await table.query().select([*HIT_COLUMNS, VECTOR_COLUMN]).to_arrow()
-            terms = await asyncio.to_thread(
-                RowTerms.load, DataLayout(data_dir), table_rows["collection"].to_pylist(), table_rows["token_id"].to_pylist()
-            )
-            details, ranking = await asyncio.to_thread(_details_and_ranking, table_rows, terms)
+            keys = (table_rows["collection"].to_pylist(), table_rows["token_id"].to_pylist())
+            terms = await asyncio.to_thread(RowTerms.load, DataLayout(data_dir), *keys)
+            clones = await asyncio.to_thread(CloneLabels.load, DataLayout(data_dir), *keys)
+            details, ranking = await asyncio.to_thread(_details_and_ranking, table_rows, terms, clones)
         elif rows <= details_max_rows:
             details = await HitDetails.load(table)
         parser = QueryParser(ranking.vocabulary) if ranking is not None else None
-        return cls(table, await table.version(), details, model, has_text_index, ranking, parser, terms)
+        return cls(table, await table.version(), details, model, has_text_index, ranking, parser, terms, clones)
 
 
-def _details_and_ranking(rows: pa.Table, terms: RowTerms | None) -> tuple[HitDetails, RankingIndex]:
+def _details_and_ranking(rows: pa.Table, terms: RowTerms | None, clones: CloneLabels | None = None) -> tuple[HitDetails, RankingIndex]:
     """Both in-memory structures from one read of the table (their rows in the same order). A token
-    without declared traits is ranked by its predicted ones (`trait_predictions`), if any."""
+    without declared traits is ranked by its predicted ones (`trait_predictions`), if any; a copy
+    collapses with its original (`clones`), if known."""
     subject_nouns = {name: template_for(name).subject_noun for name in set(rows["collection"].to_pylist())}
     tags = rows["tags"].to_pylist()
     if terms is not None:
         tags = terms.with_predicted(tags)
-    return HitDetails(rows), RankingIndex.from_table(rows, subject_nouns=subject_nouns, tags=tags)
+    groups = clones.groups if clones is not None else None
+    return HitDetails(rows), RankingIndex.from_table(rows, subject_nouns=subject_nouns, tags=tags, clone_groups=groups)
 
 
 class NftSearch:
@@ -390,6 +394,7 @@ class NftSearch:
                     {**trait, "predicted": bool(predicted)} for trait in ranking.matched_traits(position, constraint_chips)
                 ],
                 predicted_traits=predicted,
+                duplicate_tokens=_duplicate_tokens(index, ranked.collapsed[rank - 1]) if ranked.collapsed is not None else [],
             )
             for rank, (similarity, row, position, predicted) in enumerate(
                 zip(ranked.similarities, rows, ranked.rows, predicted_traits, strict=True), 1
@@ -511,6 +516,15 @@ class NftSearch:
         exact = {key for key, row in rows.items() if wanted in (_comparable(row["caption"]), _comparable(row["name"]))}
         order = sorted(fused, key=lambda key: (key not in exact, -fused[key], key))
         return [hit_from_row(rank, fused[key], similarity[key], rows[key]) for rank, key in enumerate(order[:k], 1)]
+
+
+def _duplicate_tokens(index: IndexVersion, rows: np.ndarray) -> list[dict[str, Any]]:
+    """The tokens a collapsed hit stands for, best ranked first, each marked if it is a clone group's original."""
+    if not len(rows) or index.details is None:
+        return []
+    originals = index.clones.originals if index.clones is not None else set()
+    found = index.details.rows_at([int(row) for row in rows])
+    return [{"collection": r["collection"], "token_id": r["token_id"], "original": (r["collection"], r["token_id"]) in originals} for r in found]
 
 
 def _filter_chips(ranking: RankingIndex, filters: Sequence[str], negated: bool) -> list[Chip]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from resources import local_resources
@@ -25,11 +26,16 @@ def gateway() -> Iterator:
         yield running
 
 
+REPO_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
 @contextmanager
 def temp_instance(directory: Path) -> Iterator[dg.DagsterInstance]:
-    """A real (sqlite-backed) Dagster instance stored in `directory`."""
+    """A real (sqlite-backed) Dagster instance stored in `directory`, logging the domain's Python
+    loggers the way the repository's `dagster.yaml` does."""
     directory.mkdir(parents=True, exist_ok=True)
-    with dg.instance_for_test(temp_dir=str(directory)) as inst:
+    python_logs = yaml.safe_load(REPO_INSTANCE_YAML.read_text())["python_logs"]
+    with dg.instance_for_test(temp_dir=str(directory), overrides={"python_logs": python_logs}) as inst:
         yield inst
 
 

@@ -8,7 +8,7 @@ import pytest
 from nft_pipeline import schemas
 from nft_pipeline.classify.audit import TOKEN_AUDIT
 from nft_pipeline.classify.colours import TOKEN_COLOURS
-from nft_pipeline.classify.traits import TRAIT_PREDICTIONS
+from nft_pipeline.classify.traits import METHODS, TRAIT_PREDICTIONS
 from nft_pipeline.definitions import ALL_ASSETS, PARTITIONED_ASSETS
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from nft_pipeline.storage import DataLayout, read_table
@@ -42,6 +42,8 @@ def test_classification_assets_write_their_tables_with_metadata_and_checks(runs)
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks["colours_for_ok_images"] and checks["every_image_predicted"], (slug, checks)
         assert "mismatch_rate_below_threshold" in checks
+        methods = materialized["trait_predictions"].materialization.metadata["methods"].value
+        assert methods and all(choice["method"] in METHODS for choice in methods.values()), methods
         colours = read_table(layout.partition_path("token_colours", slug), TOKEN_COLOURS)
         images = read_table(layout.partition_path("standardized_images", slug), schemas.STANDARDIZED_IMAGES)
         assert colours.num_rows == images.num_rows

@@ -137,6 +137,8 @@ def test_clip_model_trains_and_records_its_run(pipeline, trained):
     assert 0.0 <= run["fine_tuned_t2i_r10"] <= 1.0
     epochs = layout.query("SELECT epoch, train_loss FROM {training_epochs} ORDER BY epoch").to_pylist()
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    messages = [entry.user_message for entry in pipeline["instance"].all_logs(trained.run_id)]
+    assert any(f"run {run['run_id']} epoch 2:" in message for message in messages)  # progress shows in the UI
     model_dir = layout.root / "models" / run["run_id"] / "model"
     assert Path(run["model_dir"]) == model_dir and (model_dir / "config.json").exists()
     assert trained_run(layout) == trained_run(layout, run["run_id"]) == run  # the model nft_index and cvi_report use

@@ -16,7 +16,8 @@ import pytest
 
 from nft_pipeline.captions import caption_token
 from nft_pipeline.classify.pixels import read_samples
-from nft_pipeline.classify.traits import TRAIT_PREDICTIONS, TraitFeatures, collection_labels, predict_traits
+from nft_pipeline.classify.trait_labels import collection_labels
+from nft_pipeline.classify.traits import TRAIT_PREDICTIONS, TraitFeatures, predict_traits
 from nft_pipeline.embedding import EmbeddingModel
 from nft_pipeline.samples.punks import CryptoPunks
 from nft_pipeline.storage import DataLayout, write_table
