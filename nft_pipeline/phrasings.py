@@ -28,6 +28,7 @@ CONNECTORS = (" with ", " wearing ", " that has ", " in ", ", ", " having ", " w
 JOINERS = (", ", " and ", " & ", ", ")
 TRAITS_FIRST = (" on a ", " on ", ", ")
 PLAIN_PROBABILITY = 0.15  # the canonical sentence itself is one of the phrasings
+DOUBLED_ARTICLE = re.compile(r"\ban? (an?)\b", re.IGNORECASE)  # the phrase's own article is the right one
 
 # Everyday words for a vocabulary word: the parser's synonyms read backwards (woman -> female).
 # Typos and pronouns the parser forgives are not taught.
@@ -92,5 +93,5 @@ def phrase_caption(caption: Caption, rng: random.Random, hidden: Collection[int]
         text = joined + rng.choice(TRAITS_FIRST) + subject
     else:
         text = subject + rng.choice(CONNECTORS) + joined
-    text = " ".join(text.split())
+    text = DOUBLED_ARTICLE.sub(r"\1", " ".join(text.split()))  # " with a " + "a warm background"
     return text.lower() if rng.random() < 0.5 else text

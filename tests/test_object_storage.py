@@ -220,3 +220,43 @@ def test_tables_blobs_and_queries_on_any_fsspec_protocol(tmp_path):
         ])
     finally:
         fs.rm(base, recursive=True)
+
+
+def test_clip_model_trains_from_a_data_root_on_the_store(runs, s3, tmp_path):
+    """With the data root a URL, `clip_model` reads the tables and the PNGs from the store; only the model is local.
+
+    The tables are copied under their own prefix, so the training tables this writes leave the
+    pipeline prefix (which other tests list) as it was; their `png_path`s still name the PNGs the
+    remote run stored, which nothing has on local disk.
+    """
+    from assets.model import clip_model
+    from tests.tiny_model import TINY
+
+    fs, training_prefix = s3["fs"], f"{BUCKET}/training-{tmp_path.name}"
+    for table in ("standardized_images", "captions", "components"):
+        fs.copy(f"{PREFIX}/tables/{table}/cryptopunks.parquet", f"{training_prefix}/tables/{table}/cryptopunks.parquet")
+    data_dir = DataDirResource(
+        path=f"s3://{training_prefix}",
+        storage_options={"endpoint_url": s3["endpoint"]},
+        storage_options_env={"key": KEY_ENV, "secret": SECRET_ENV},
+        work_dir=str(tmp_path / "work"),
+    )
+    layout = data_dir.layout()
+    pngs = layout.query("SELECT png_path FROM {standardized_images} WHERE status = 'ok'").column("png_path").to_pylist()
+    assert len(pngs) == SUPPLIES["cryptopunks"] and all(path.startswith(f"s3://{PREFIX}/") for path in pngs)
+    shape = ("tiny_image_size", "tiny_patch_size", "tiny_width", "tiny_layers", "tiny_heads", "tiny_projection_dim")
+    training = {
+        "collections": ["cryptopunks"], "epochs": 1, "batch_size": 8, "split": "by_token", "num_workers": 0,
+        **{name: getattr(TINY, name) for name in shape},
+    }
+    with temp_instance(tmp_path / "dagster") as instance:
+        result = dg.materialize(
+            [clip_model], instance=instance, resources={"data_dir": data_dir},
+            run_config={"ops": {"clip_model": {"config": training}}},
+        )
+    assert result.success
+    assert result.asset_materializations_for_node("clip_model")[0].metadata["examples"].value == len(pngs)
+    [run] = layout.query("SELECT run_id, epochs, model_dir FROM {training_runs}").to_pylist()  # written to the store
+    assert run["epochs"] == 1 and Path(run["model_dir"]) == tmp_path / "work" / "models" / run["run_id"] / "model"
+    assert (Path(run["model_dir"]) / "config.json").exists()
+    assert not list((tmp_path / "work").rglob("*.png"))  # the images were read from the store, never copied here

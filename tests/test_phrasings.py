@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from nft_pipeline.captions import caption_token
 from nft_pipeline.phrasings import phrase_caption, phrasing_rng
 from nft_pipeline.query import QueryParser, TraitVocabulary, words
@@ -43,3 +45,12 @@ def test_a_hidden_tag_is_left_out_of_the_phrasing():
     for epoch in range(10):
         text = phrase_caption(caption, phrasing_rng(1, epoch, 0), hidden={1}).lower()
         assert "bob" not in text and "earring" in text and "eye shadow" in text
+
+
+def test_no_phrasing_doubles_an_article():
+    """A connector ending in an article (" with a ") before a phrase with its own ("a Warm Background")."""
+    everything = captions(Nouns(), range(40)) + captions(CryptoPunks(), range(40))
+    for index, caption in enumerate(everything):
+        for epoch in range(30):
+            text = phrase_caption(caption, phrasing_rng(3, epoch, index)).lower()
+            assert not re.search(r"\ban? an?\b", text), text
