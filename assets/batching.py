@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,9 @@ from nft_pipeline.versions import fingerprint
 # were not measured.
 COLLECTIONS_PER_RUN = int(os.environ.get("NFT_PIPELINE_COLLECTIONS_PER_RUN", "25"))
 COLLECTION_BATCH = dg.BackfillPolicy.multi_run(max_partitions_per_run=COLLECTIONS_PER_RUN)
+# `backfill_policy` is a beta parameter in Dagster 1.13; its warning would print once per asset on
+# every import of the definitions (every CLI call, run and code server). Known and chosen: silenced.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 # Counts shown per collection in a range run's table: the metadata entries of these kinds.
 COUNTED = (int, float, dg.IntMetadataValue, dg.FloatMetadataValue)
 REASON_CHARS = 300

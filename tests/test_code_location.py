@@ -37,3 +37,9 @@ def test_search_side_imports_no_training_loop(module):
     loaded = loaded_after_import(module)
     assert module in loaded
     assert sorted(name for name in TRAINING if name in loaded) == []
+
+
+def test_definitions_import_prints_no_warning():
+    """Every CLI call, run and code server imports the definitions: nothing may be printed then."""
+    done = subprocess.run([sys.executable, "-c", "import nft_pipeline.definitions"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert (done.stdout, done.stderr) == ("", "")
