@@ -25,6 +25,7 @@ and the lookup of the columns a hit shows in `HitDetails`.
     python benchmarks/bench_index.py --synthetic-rows 20000 --punks 1000 --nouns 200 --epochs 1  # a quick look
     python benchmarks/bench_index.py --skip-synthetic --work-dir /tmp/bench-index --screenshot docs/img/search_page.png
     nice -n 10 python benchmarks/bench_index.py --skip-flat --skip-real --synthetic-rows 1000000  # a million vectors (docs/scale.md)
+    python benchmarks/bench_index.py --skip-flat --skip-real --synthetic-rows 1000000 --peers-only --work-dir /tmp/1m  # faiss + the default
 
 Training the demo model is most of the hour. `--work-dir` keeps the sample images, the trained
 model and the index: a second run reuses the finished training run (train_clip resumes it). `--screenshot` serves the real index and saves the
@@ -39,6 +40,7 @@ import gc
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -250,6 +252,43 @@ def index_dirs(db_path: Path) -> list[Path]:
     return list((db_path / f"{TABLE_NAME}.lance" / "_indices").glob("*"))
 
 
+TABLE_HEADER = (
+    "| search | partitions | build s | index MB | nprobes / efSearch | refine_factor | p50 ms | p99 ms | recall@10 |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def lance_row(
+    db_path: Path,
+    queries: np.ndarray,
+    details: HitDetails,
+    exact: list[set[str]],
+    settings: AnnSettings,
+    partitions: int,
+    build_seconds: float,
+    size: float,
+    default: bool,
+) -> None:
+    """Probe the table's vector index with `settings` and print its row of the table."""
+    times, ids = asyncio.run(probe(db_path, queries, settings, details))
+    p50, p99 = p50_p99(times)
+    name = f"{settings.kind} **(default)**" if default else settings.kind
+    print(
+        f"| {name} | {partitions} | {build_seconds:.0f} | {size:.0f} | {settings.nprobes} | {settings.refine_factor} | "
+        f"{p50:.1f} | {p99:.1f} | {recall_at_k(ids, exact):.3f} |",
+        flush=True,
+    )
+
+
+def rebuild_vector_index(db_path: Path, settings: AnnSettings) -> tuple[float, float]:
+    """Drop the vector index and build the one `settings` ask for: (build seconds, index MB on disk)."""
+    drop_vector_index(db_path)
+    before = set(index_dirs(db_path))
+    started = time.perf_counter()
+    ensure_indexes(db_path, settings)
+    return time.perf_counter() - started, vector_index_mb(db_path, before)
+
+
 def ann_table(
     title: str,
     db_path: Path,
@@ -281,8 +320,7 @@ def ann_table(
         f"built in {other_seconds:.1f} s. Index MB: LanceDB's index files on disk, faiss's growth of this "
         "process's resident memory.\n"
     )
-    print("| search | partitions | build s | index MB | nprobes / efSearch | refine_factor | p50 ms | p99 ms | recall@10 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(TABLE_HEADER)
     p50, p99 = p50_p99(flat_times)
     recall = recall_at_k(flat_ids, exact[:exact_count])
     print(f"| exact (no index) | - | - | - | - | - | {p50:.1f} | {p99:.1f} | {recall:.3f} |", flush=True)
@@ -291,25 +329,12 @@ def ann_table(
         for scale in PARTITION_SCALES[kind]:
             partitions = max(1, round(scale * chosen.num_partitions(rows)))
             build = PartitionCount(**vars(chosen), partitions=partitions)
-            drop_vector_index(db_path)
-            before = set(index_dirs(db_path))
-            started = time.perf_counter()
-            ensure_indexes(db_path, replace(build, kind=kind, max_flat_floats=0))
-            build_seconds = time.perf_counter() - started
-            size = vector_index_mb(db_path, before)
+            build_seconds, size = rebuild_vector_index(db_path, replace(build, kind=kind, max_flat_floats=0))
             for nprobes, refine_factor in probes:
                 settings = replace(chosen, kind=kind, nprobes=nprobes, refine_factor=refine_factor)
-                times, ids = asyncio.run(probe(db_path, queries, settings, details))
-                p50, p99 = p50_p99(times)
                 default = settings == chosen and partitions == chosen.num_partitions(rows)
-                name = f"{kind} **(default)**" if default else kind
-                print(
-                    f"| {name} | {partitions} | {build_seconds:.0f} | {size:.0f} | {nprobes} | {refine_factor} | "
-                    f"{p50:.1f} | {p99:.1f} | {recall_at_k(ids, exact):.3f} |",
-                    flush=True,
-                )
-    drop_vector_index(db_path)
-    ensure_indexes(db_path, chosen)  # leave the default index for the end-to-end measurement
+                lance_row(db_path, queries, details, exact, settings, partitions, build_seconds, size, default)
+    rebuild_vector_index(db_path, chosen)  # leave the default index for the end-to-end measurement
     if peers:
         fetched_times, _ = asyncio.run(probe(db_path, queries, chosen, None))
         in_memory_times, _ = asyncio.run(probe(db_path, queries, chosen, details))
@@ -322,6 +347,24 @@ def ann_table(
         )
         faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows))
         print(f"\nPeak RSS of this process: {peak_rss_mb():,.0f} MB.")
+
+
+def peer_table(
+    title: str, db_path: Path, vectors: np.ndarray, queries: np.ndarray, keys: list[str], chosen: AnnSettings
+) -> None:
+    """The faiss peers against the exact reference, then LanceDB's default index rebuilt and probed
+    last: no other LanceDB index is built or dropped, so a --work-dir run on a written table measures
+    the peers in minutes (the default build, the slowest step, comes after their rows are printed)."""
+    rows = len(vectors)
+    exact = exact_neighbours(vectors, queries, keys)
+    print(f"\n### {title}: faiss peers and the LanceDB default\n")
+    print(f"{len(queries)} queries, k = {K}, recall against exact search (numpy over every vector).\n")
+    print(TABLE_HEADER, flush=True)
+    faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows))
+    details = asyncio.run(load_details(db_path))
+    build_seconds, size = rebuild_vector_index(db_path, chosen)
+    lance_row(db_path, queries, details, exact, chosen, chosen.num_partitions(rows), build_seconds, size, True)
+    print(f"\nPeak RSS of this process: {peak_rss_mb():,.0f} MB.")
 
 
 def details_mb(db_path: Path) -> float:
@@ -363,6 +406,8 @@ def faiss_peers(
         index.train(vectors)  # k-means samples 256 vectors a partition; the IVF-SQ8 reuses the trained quantizer
         for start in range(0, len(vectors), CHUNK_ROWS):
             index.add(vectors[start : start + CHUNK_ROWS])
+            added = min(start + CHUNK_ROWS, len(vectors))  # progress, to extrapolate a build cut short
+            print(f"{name}: {added:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         build_seconds, size = time.perf_counter() - started, rss_mb() - before
         search_params = index.hnsw if knob == "efSearch" else index
         threads = faiss.omp_get_max_threads()
@@ -399,7 +444,13 @@ def written(db_path: Path, collection: str, rows: int) -> bool:
 
 
 def synthetic(
-    work: Path, rows: int, rng: np.random.Generator, settings: AnnSettings, peers: bool, kinds: Sequence[str]
+    work: Path,
+    rows: int,
+    rng: np.random.Generator,
+    settings: AnnSettings,
+    peers: bool,
+    kinds: Sequence[str],
+    peers_only: bool = False,
 ) -> None:
     """`rows` clustered vectors written in partitions of CHUNK_ROWS (one if that is all), then `ann_table`."""
     clusters = Clusters.random(1_000, 512, rng)
@@ -418,7 +469,11 @@ def synthetic(
         keys += [f"{collection}/{start + i}" for i in range(count)]
     print(f"\n{rows:,} synthetic vectors drawn and written in {time.perf_counter() - started:.0f} s", flush=True)
     title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
-    ann_table(title, db_path, vectors, clusters.draw(QUERIES, rng)[0], keys, settings, peers, kinds)
+    queries = clusters.draw(QUERIES, rng)[0]
+    if peers_only:
+        peer_table(title, db_path, vectors, queries, keys, settings)
+    else:
+        ann_table(title, db_path, vectors, queries, keys, settings, peers, kinds)
 
 
 def trained_model(work: Path, punks: int, nouns: int, epochs: int) -> tuple[Path, list[TrainingExample]]:
@@ -509,6 +564,11 @@ def main() -> None:
     parser.add_argument("--skip-flat", action="store_true", help="leave out the exact search table by size")
     parser.add_argument("--skip-faiss", action="store_true", help="leave out the faiss peers and the HitDetails cost")
     parser.add_argument("--kinds", nargs="+", default=list(PROBES), choices=list(PROBES), help="LanceDB index kinds")
+    parser.add_argument(
+        "--peers-only",
+        action="store_true",
+        help="synthetic table: only the faiss peers and the LanceDB default index (rebuilt last), no other LanceDB index",
+    )
     parser.add_argument("--punks", type=int, default=10_000)
     parser.add_argument("--nouns", type=int, default=1_000)
     parser.add_argument("--epochs", type=int, default=6, help="training epochs of the demo model")
@@ -524,7 +584,8 @@ def main() -> None:
         if not arguments.skip_synthetic:
             if not arguments.skip_flat:
                 flat_threshold(work, rng)
-            synthetic(work, arguments.synthetic_rows, rng, settings, not arguments.skip_faiss, arguments.kinds)
+            peers = not arguments.skip_faiss
+            synthetic(work, arguments.synthetic_rows, rng, settings, peers, arguments.kinds, arguments.peers_only)
         if arguments.skip_real:
             return
         model_dir, examples = trained_model(work, arguments.punks, arguments.nouns, arguments.epochs)
