@@ -47,6 +47,7 @@ import tracemalloc
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -91,7 +92,11 @@ PARTITION_SCALES = {"ivf_sq": (0.25, 1.0), "ivf_pq": (1.0,)}
 CHUNK_ROWS = 100_000  # synthetic rows drawn, written (one partition each) and compared at a time
 EXACT_QUERY_ROWS = 20_000_000  # exact search takes seconds a query at a million rows: queries x rows capped
 FAISS_HNSW_M = 16  # links per node; 32 doubles a build that already takes minutes at a million rows
-FAISS_HNSW_EF_SEARCH = (16, 32, 64, 128)
+# Up to 1,024: at a million rows a query's cluster holds ~1,000 nearly equidistant vectors, which the
+# graph search has to visit to find the top 10 (docs/scale.md).
+FAISS_HNSW_EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
+# faiss's default 40, and 200: at a million rows the graph built with 40 caps recall whatever efSearch.
+FAISS_HNSW_EF_CONSTRUCTION = (40, 200)
 FAISS_IVF_NPROBE = (10, 20, 40)
 SCREENSHOT_QUERY = "female with blonde bob and earring"
 # The tiny preset from scratch (not fine-tuning), hence a higher learning rate than the default; data
@@ -165,14 +170,6 @@ def synthetic_rows(
 
 def p50_p99(milliseconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(milliseconds, 50)), float(np.percentile(milliseconds, 99))
-
-
-def rss_mb() -> float:
-    """This process's resident memory now (MB)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def peak_rss_mb() -> float:
@@ -317,8 +314,8 @@ def ann_table(
     print(
         f"{len(queries)} queries ({exact_count} for exact search), k = {K}, returning the columns a hit shows; "
         f"default {chosen.num_partitions(rows)} IVF partitions (sqrt(rows)); caption full-text + scalar indexes "
-        f"built in {other_seconds:.1f} s. Index MB: LanceDB's index files on disk, faiss's growth of this "
-        "process's resident memory.\n"
+        f"built in {other_seconds:.1f} s. Index MB: LanceDB's index files on disk, faiss's serialized index "
+        "(held in memory).\n"
     )
     print(TABLE_HEADER)
     p50, p99 = p50_p99(flat_times)
@@ -358,7 +355,10 @@ def peer_table(
     rows = len(vectors)
     exact = exact_neighbours(vectors, queries, keys)
     print(f"\n### {title}: faiss peers and the LanceDB default\n")
-    print(f"{len(queries)} queries, k = {K}, recall against exact search (numpy over every vector).\n")
+    print(
+        f"{len(queries)} queries, k = {K}, recall against exact search (numpy over every vector). Index MB: "
+        "LanceDB's index files on disk, faiss's serialized index (held in memory).\n"
+    )
     print(TABLE_HEADER, flush=True)
     faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows))
     details = asyncio.run(load_details(db_path))
@@ -387,7 +387,12 @@ def faiss_peers(
     quantizer), built with every core and queried one query at a time on one thread, like the API.
     Inner product on unit vectors is the cosine similarity LanceDB ranks by."""
     dim = vectors.shape[1]
-    hnsw = lambda: faiss.IndexHNSWFlat(dim, FAISS_HNSW_M, faiss.METRIC_INNER_PRODUCT)  # noqa: E731
+
+    def hnsw(ef_construction: int) -> faiss.IndexHNSWFlat:
+        index = faiss.IndexHNSWFlat(dim, FAISS_HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        return index
+
     quantizer = faiss.IndexFlatIP(dim)
     ivf_flat = lambda: faiss.IndexIVFFlat(quantizer, dim, partitions, faiss.METRIC_INNER_PRODUCT)  # noqa: E731
     ivf_sq8 = lambda: faiss.IndexIVFScalarQuantizer(  # noqa: E731
@@ -396,11 +401,12 @@ def faiss_peers(
     peers = (  # HNSW last: at a million rows its build takes longest
         ("faiss IVF-Flat", partitions, ivf_flat, "nprobe", FAISS_IVF_NPROBE),
         ("faiss IVF-SQ8 (quantizer of IVF-Flat)", partitions, ivf_sq8, "nprobe", FAISS_IVF_NPROBE),
-        (f"faiss HNSW (M={FAISS_HNSW_M})", "-", hnsw, "efSearch", FAISS_HNSW_EF_SEARCH),
+        *(
+            (f"faiss HNSW (M={FAISS_HNSW_M}, efConstruction {ef})", "-", partial(hnsw, ef), "efSearch", FAISS_HNSW_EF_SEARCH)
+            for ef in FAISS_HNSW_EF_CONSTRUCTION
+        ),
     )
     for name, shown_partitions, make, knob, values in peers:
-        gc.collect()
-        before = rss_mb()
         started = time.perf_counter()
         index = make()
         index.train(vectors)  # k-means samples 256 vectors a partition; the IVF-SQ8 reuses the trained quantizer
@@ -408,7 +414,10 @@ def faiss_peers(
             index.add(vectors[start : start + CHUNK_ROWS])
             added = min(start + CHUNK_ROWS, len(vectors))  # progress, to extrapolate a build cut short
             print(f"{name}: {added:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-        build_seconds, size = time.perf_counter() - started, rss_mb() - before
+        build_seconds = time.perf_counter() - started
+        # Serialized: what the index holds (vectors or codes, lists or graph links, centroids); the
+        # process's resident growth is blurred by the last index's freed pages.
+        size = faiss.serialize_index(index).nbytes / 1e6
         search_params = index.hnsw if knob == "efSearch" else index
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
@@ -422,7 +431,7 @@ def faiss_peers(
                 flush=True,
             )
         faiss.omp_set_num_threads(threads)
-        del index
+        del index, search_params
 
 
 def faiss_probe(index: faiss.Index, queries: np.ndarray, keys: list[str]) -> tuple[list[float], list[list[str]]]:
