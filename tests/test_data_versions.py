@@ -15,11 +15,11 @@ from assets.automation import PIPELINE_JOB
 from assets.index import nft_index
 from assets.model import clip_model
 from assets.partitions import collection_partitions
+from assets.table_metadata import UNCHANGED_PREVIEW
 from nft_pipeline.definitions import build_definitions
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from nft_pipeline.storage import DataLayout
 from resources import local_resources
-from assets.table_metadata import UNCHANGED_PREVIEW
 from tests.conftest import temp_instance
 from tests.tiny_model import one_torch_thread
 
