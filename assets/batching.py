@@ -40,6 +40,13 @@ from nft_pipeline.versions import fingerprint
 # were not measured.
 COLLECTIONS_PER_RUN = int(os.environ.get("NFT_PIPELINE_COLLECTIONS_PER_RUN", "25"))
 COLLECTION_BATCH = dg.BackfillPolicy.multi_run(max_partitions_per_run=COLLECTIONS_PER_RUN)
+# The index's ranges are ten times larger. Its runs pay more per run (torch and the model load,
+# the vector index is brought up to date once per run) and run one at a time (the `search_index`
+# pool), while an unchanged collection costs it little (no embedding); and a daily refresh that
+# touches 1% of the tokens changes the data version of nearly every pipeline range, so the index
+# is asked for nearly every collection (docs/scale.md, "NFT1000 in miniature").
+INDEX_COLLECTIONS_PER_RUN = int(os.environ.get("NFT_PIPELINE_INDEX_COLLECTIONS_PER_RUN", str(10 * COLLECTIONS_PER_RUN)))
+INDEX_BATCH = dg.BackfillPolicy.multi_run(max_partitions_per_run=INDEX_COLLECTIONS_PER_RUN)
 # `backfill_policy` is a beta parameter in Dagster 1.13; its warning would print once per asset on
 # every import of the definitions (every CLI call, run and code server). Known and chosen: silenced.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)

@@ -7,7 +7,7 @@ import dagster as dg
 from assets.batching import collection_asset
 from assets.checks import check_result, check_spec
 from assets.media import raw_media
-from assets.table_metadata import image_markdown, table_metadata
+from assets.table_metadata import changed_image_markdown, table_metadata
 from assets.text import captions
 from nft_pipeline import schemas
 from nft_pipeline.components import ComponentConfig, contact_sheet
@@ -61,11 +61,15 @@ def standardized_images(
     slug = context.partition_key
     path = layout.partition_path("standardized_images", slug)
     raw = read_table(layout.partition_path("raw_media", slug), schemas.RAW_MEDIA)
+    previous = read_table(path, schemas.STANDARDIZED_IMAGES)
     table, report = standardize_collection(
-        slug, raw, read_table(path, schemas.STANDARDIZED_IMAGES), layout.blobs, layout.images_dir,
-        config.settings(), workers=config.workers,
+        slug, raw, previous, layout.blobs, layout.images_dir, config.settings(), workers=config.workers
     )
-    write_table(table, path, schemas.STANDARDIZED_IMAGES)
+    # Per token, unchanged sources are reused (`reused`); the version is the rows' content.
+    version = table_fingerprint(table)
+    changed = version != table_fingerprint(previous) or not path.exists()
+    if changed:
+        write_table(table, path, schemas.STANDARDIZED_IMAGES)
     tokens = read_table(layout.partition_path("tokens", slug), schemas.TOKENS)
     n_attributes = sum(len(a or []) for a in tokens.column("attributes").to_pylist())
     flags = collection_flags(table.column("png_sha256").to_pylist(), n_attributes)
@@ -73,8 +77,7 @@ def standardized_images(
     source_bytes = sum(r["bytes"] for r in raw.to_pylist() if r["status"] == "ok" and r["role"] == "image")
     png_bytes = total_bytes(collection_dir(layout.images_dir, slug))
     return dg.MaterializeResult(
-        # Per token, unchanged sources are reused (`reused`); the version is the rows' content.
-        data_version=dg.DataVersion(table_fingerprint(table)),
+        data_version=dg.DataVersion(version),
         metadata=table_metadata(
             table,
             path,
@@ -86,7 +89,9 @@ def standardized_images(
             source_bytes=source_bytes,
             png_bytes=png_bytes,
             collection_flags=dg.MetadataValue.json(flags),
-            contact_sheet=image_markdown(image_contact_sheet([layout.file(r["png_path"]) for r in ok[:48]]), f"{slug} sample"),
+            contact_sheet=changed_image_markdown(
+                changed, lambda: image_contact_sheet([layout.file(r["png_path"]) for r in ok[:48]]), f"{slug} sample"
+            ),
         ),
         check_results=[check_result(EXPECTED_WIDTH, ok_rows_have_width(table, config.width))],
     )
@@ -138,7 +143,9 @@ def components(context: dg.AssetExecutionContext, config: ComponentsConfig, data
         "\n".join(f"- {r['trait_type']}: {r['value']} ({r['n_tokens']} tokens, coverage {r['coverage']:.3f})" for r in ok_rows[:10])
     )
     if ok_rows:
-        metadata["largest_components"] = image_markdown(contact_sheet(ok_rows), f"{slug} components")
+        metadata["largest_components"] = changed_image_markdown(
+            masks_computed > 0, lambda: contact_sheet(ok_rows), f"{slug} components"
+        )
     return dg.MaterializeResult(
         metadata=metadata,
         data_version=dg.DataVersion(version),

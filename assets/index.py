@@ -9,7 +9,7 @@ evaluated by the automation condition sensor (ARCHITECTURE.md, "Refresh").
 import dagster as dg
 import pyarrow.compute as pc
 
-from assets.batching import COLLECTION_BATCH, materialize_each
+from assets.batching import INDEX_BATCH, materialize_each
 from assets.checks import check_result, check_spec
 from assets.images import standardized_images
 from assets.model import clip_model
@@ -64,7 +64,7 @@ class NftIndexConfig(dg.Config):
     # "Updated" means a new data version (see INDEX_AUTOMATION), so a refresh that changed nothing
     # requests no index run.
     automation_condition=INDEX_AUTOMATION,
-    backfill_policy=COLLECTION_BATCH,  # the automation sensor's requests come as ranges of collections
+    backfill_policy=INDEX_BATCH,  # the automation sensor's requests come as ranges of collections
     pool="search_index",  # one index writer at a time: index builds commit like writes (see ensure_indexes)
 )
 def nft_index(context: dg.AssetExecutionContext, config: NftIndexConfig, data_dir: DataDirResource) -> dg.MaterializeResult:

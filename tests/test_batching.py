@@ -12,7 +12,8 @@ from dagster._core.definitions.partitions.context import partition_loading_conte
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.automation import PIPELINE_JOB, catalog_discovery, collection_runs, daily_refresh
-from assets.batching import COLLECTION_BATCH, COLLECTIONS_PER_RUN
+from assets.batching import COLLECTION_BATCH, COLLECTIONS_PER_RUN, INDEX_BATCH
+from assets.index import nft_index
 from assets.partitions import collection_partitions
 from nft_pipeline.definitions import PARTITIONED_ASSETS, build_definitions
 from nft_pipeline.gateway import SampleGateway, running_gateway
@@ -95,6 +96,9 @@ def test_every_per_collection_asset_of_the_job_takes_ranges():
     assert {a.key for a in PARTITIONED_ASSETS} == set(job_assets)
     for asset in PARTITIONED_ASSETS:
         assert asset.backfill_policy == COLLECTION_BATCH, asset.key
+    # The index loops over its ranges too, in ranges of its own size (fewer, larger runs).
+    assert nft_index.backfill_policy == INDEX_BATCH
+    assert INDEX_BATCH.max_partitions_per_run > COLLECTION_BATCH.max_partitions_per_run
 
 
 def range_of(request: dg.RunRequest) -> tuple[str, str]:

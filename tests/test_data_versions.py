@@ -15,6 +15,7 @@ from assets.automation import PIPELINE_JOB
 from assets.index import nft_index
 from assets.model import clip_model
 from assets.partitions import collection_partitions
+from assets.table_metadata import UNCHANGED_PREVIEW
 from nft_pipeline.definitions import build_definitions
 from nft_pipeline.gateway import SampleGateway, running_gateway
 from nft_pipeline.storage import DataLayout
@@ -45,6 +46,19 @@ def counts_and_versions(results: list[dg.ExecuteInProcessResult]) -> tuple[dict[
     return counts, versions
 
 
+def previews(results: list[dg.ExecuteInProcessResult]) -> dict[str, str]:
+    """The image previews each image asset attached: a drawn image, or the unchanged note."""
+    shown = {}
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            metadata = event.step_materialization_data.materialization.metadata
+            for key in ("contact_sheet", "largest_components"):
+                if key in metadata:
+                    text = metadata[key].value
+                    shown[key] = "image" if text.startswith("![") else "unchanged" if text == UNCHANGED_PREVIEW.value else text
+    return shown
+
+
 def png_mtimes(layout: DataLayout) -> dict[str, int]:
     return {path.name: path.stat().st_mtime_ns for path in (layout.images_dir / SLUG).glob("*.png")}
 
@@ -71,14 +85,21 @@ def test_a_refresh_with_unchanged_inputs_does_no_work(tmp_path):
         ok = counts["nft_index"]
         assert ok >= 30 and counts["standardized_images"] == 40 and counts["captions"] == 40 and counts["components"] > 0
         pngs = png_mtimes(layout)
+        assert previews([first]) == {"contact_sheet": "image", "largest_components": "image"}
+        table_mtime = layout.partition_path("standardized_images", SLUG).stat().st_mtime_ns
 
-        unchanged_counts, unchanged_versions = counts_and_versions(refresh())
+        unchanged = refresh()
+        unchanged_counts, unchanged_versions = counts_and_versions(unchanged)
         assert unchanged_counts == {name: 0 for name in COUNTED}
         assert unchanged_versions == versions
         assert png_mtimes(layout) == pngs  # no PNG written again
+        assert layout.partition_path("standardized_images", SLUG).stat().st_mtime_ns == table_mtime  # nor the table
+        assert previews(unchanged) == {"contact_sheet": "unchanged", "largest_components": "unchanged"}
 
         gateway.set_supply(SLUG, 41)  # one new token at the source
-        counts, new_versions = counts_and_versions(refresh())
+        changed = refresh()
+        counts, new_versions = counts_and_versions(changed)
+        assert previews(changed) == {"contact_sheet": "image", "largest_components": "image"}
         assert counts["standardized_images"] == 1 and counts["captions"] == 41  # captions: one table per partition
         assert counts["nft_index"] <= 1 and counts["components"] > 0
         assert all(new_versions[name] != versions[name] for name in ("captions", "components", "standardized_images"))
