@@ -100,10 +100,10 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
     layout = data_dir.layout()
     slugs = config.collections or sorted(context.instance.get_dynamic_partitions(collection_partitions.name))
 
-    def gather(table: str, schema):
+    def gather(table: str, schema, collections: list[str] = slugs):
         import pyarrow as pa
 
-        return pa.concat_tables([read_table(layout.partition_path(table, slug), schema) for slug in slugs])
+        return pa.concat_tables([read_table(layout.partition_path(table, slug), schema) for slug in collections])
 
     examples = training_examples(gather("standardized_images", schemas.STANDARDIZED_IMAGES), gather("captions", schemas.CAPTIONS), layout.location)
     if config.max_examples and len(examples) > config.max_examples:
@@ -113,7 +113,10 @@ def clip_model(context: dg.AssetExecutionContext, config: ClipModelConfig, data_
     train_config = config.train_config()
     run_id = run_identity(train_config, examples)
     context.log.info(f"run {run_id}: {len(examples)} examples from {', '.join(slugs)}")
-    run = train_clip(examples, component_lookup(gather("components", schemas.COMPONENTS)), train_config, layout.work_dir / "models" / run_id)
+    sampled = sorted({example.collection for example in examples})  # a short run may sample a few collections
+    run = train_clip(
+        examples, component_lookup(gather("components", schemas.COMPONENTS, sampled)), train_config, layout.work_dir / "models" / run_id
+    )
     run_table, epoch_table = run_rows(run, slugs)
     write_table(run_table, layout.partition_path("training_runs", run.run_id), TRAINING_RUNS)
     write_table(epoch_table, layout.partition_path("training_epochs", run.run_id), TRAINING_EPOCHS)

@@ -8,8 +8,9 @@ index, the CVI report) finds it there (`trained_run`).
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from nft_pipeline.storage import DataLayout
 from nft_pipeline.train.data import TrainingExample
 from nft_pipeline.train.loop import TrainingRun
 from nft_pipeline.train.prepared import Component, Trait
+
+# Decoded components kept per process (about 1.3 MB each at 512 wide).
+DECODED_COMPONENTS = 128
 
 TRAINING_RUNS = pa.schema(
     [
@@ -84,16 +88,46 @@ def training_examples(images: pa.Table, captions: pa.Table, root: Location | Non
     return examples
 
 
-def component_lookup(components: pa.Table) -> dict[str, dict[Trait, Component | None]]:
+@functools.lru_cache(maxsize=DECODED_COMPONENTS)
+def _decoded(mask_png: bytes, rgba_png: bytes) -> Component:
+    mask, rgba = decode_png(mask_png, "1"), decode_png(rgba_png, "RGBA")
+    mask.setflags(write=False)  # shared by every image the cache serves it to
+    rgba.setflags(write=False)
+    return mask, rgba
+
+
+class EncodedComponents(Mapping[Trait, Component | None]):
+    """One collection's components, kept as their PNG bytes and decoded when used.
+
+    Decoded, a 512-wide component is its mask and RGBA pixels, about 1.3 MB: the 7,418 components of
+    1,000 generated collections took 23 GB and the training run was killed for memory
+    (docs/scale.md). As PNGs they are 14 MB. The last `DECODED_COMPONENTS` decoded are kept (per
+    process), since an image's tags are mostly its collection's common traits.
+    """
+
+    def __init__(self, encoded: dict[Trait, tuple[bytes, bytes] | None]):
+        self.encoded = encoded
+
+    def __getitem__(self, trait: Trait) -> Component | None:
+        pngs = self.encoded[trait]
+        return _decoded(*pngs) if pngs is not None else None
+
+    def __iter__(self) -> Iterator[Trait]:
+        return iter(self.encoded)
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+
+def component_lookup(components: pa.Table) -> dict[str, EncodedComponents]:
     """collection -> (trait_type, value) -> (mask, rgba), or None for traits without a component."""
-    lookup: dict[str, dict[Trait, Component | None]] = {}
+    encoded: dict[str, dict[Trait, tuple[bytes, bytes] | None]] = {}
     columns = ["collection", "trait_type", "value", "status", "mask_png", "rgba_png"]
     for row in components.select(columns).to_pylist():
         trait = (row["trait_type"] or "", row["value"] or "")
         ok = row["status"] == "ok" and row["mask_png"] and row["rgba_png"]
-        component = (decode_png(row["mask_png"], "1"), decode_png(row["rgba_png"], "RGBA")) if ok else None
-        lookup.setdefault(row["collection"], {})[trait] = component
-    return lookup
+        encoded.setdefault(row["collection"], {})[trait] = (row["mask_png"], row["rgba_png"]) if ok else None
+    return {collection: EncodedComponents(traits) for collection, traits in encoded.items()}
 
 
 def _t2i(metrics: Mapping[str, Any] | None, k: int) -> float | None:
