@@ -7,6 +7,7 @@ under the same URL, and later stages reuse outputs whose inputs did not change.
 """
 
 import json
+import warnings
 from collections.abc import Sequence
 
 import dagster as dg
@@ -29,7 +30,6 @@ def collection_pipeline_job(partitioned_assets: Sequence[dg.AssetsDefinition]):
     return dg.define_asset_job(
         PIPELINE_JOB,
         selection=dg.AssetSelection.assets(*partitioned_assets),
-        partitions_def=collection_partitions,
         description="Discover, download and prepare one collection (a partition).",
         executor_def=dg.in_process_executor,
     )
@@ -86,13 +86,49 @@ def catalog_discovery(context: dg.SensorEvaluationContext, sources: NftSourcesRe
     )
 
 
+# Statuses of a run that has not finished: created, waiting in the run queue, or running.
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+class PipelineRunsFinished(dg.AutomationCondition):
+    """True for every candidate while no run of the pipeline job is queued or running, else for none.
+
+    `eager()` waits only for a partition's own inputs, so during the daily refresh (40 ranges
+    of 25 at NFT1000's scale) it asked for the index range by range as each run ended: 33 index
+    runs, each loading torch and updating the vector index, competing with the refresh for the
+    CPU (docs/scale.md, "NFT1000 in miniature"). Held until the pipeline's runs have all ended,
+    the partitions whose inputs changed are requested together, as ranges of
+    `INDEX_COLLECTIONS_PER_RUN`. A run that hangs in `STARTED` holds the index until Dagster's run
+    monitoring or a person ends it.
+    """
+
+    @property
+    def name(self) -> str:
+        return "pipeline_runs_finished"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        active = context.asset_graph_view.instance.get_runs_count(
+            dg.RunsFilter(job_name=PIPELINE_JOB, statuses=ACTIVE_RUN_STATUSES)
+        )
+        return dg.AutomationResult(context, context.get_empty_subset() if active else context.candidate_subset)
+
+
 # Dagster adds a sensor of this name by itself when an asset has an automation condition, but
 # stopped until someone turns it on in the UI; the index would then silently stop following the
 # refresh and new models. Declared under the same name so that it runs from the start. It covers
 # every asset, so an automation condition added later is evaluated too (assets without one are skipped).
+# Evaluated in the code server, not the daemon, because `PipelineRunsFinished` is our own Python.
+# The parameter is beta in Dagster 1.13; its warning would print on every import of the definitions.
+warnings.filterwarnings("ignore", message="Parameter `use_user_code_server`", category=dg.BetaWarning)
 automation_conditions = dg.AutomationConditionSensorDefinition(
     "default_automation_condition_sensor",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    use_user_code_server=True,
     description="Evaluates the assets' automation conditions: `nft_index` after its inputs or the model change.",
 )

@@ -9,6 +9,7 @@ evaluated by the automation condition sensor (ARCHITECTURE.md, "Refresh").
 import dagster as dg
 import pyarrow.compute as pc
 
+from assets.automation import PipelineRunsFinished
 from assets.batching import INDEX_BATCH, materialize_each
 from assets.checks import check_result, check_spec
 from assets.images import standardized_images
@@ -31,13 +32,18 @@ INDEX_ROWS_EQUAL_IMAGES = check_spec(
 )
 
 
-# Eager, with "a dependency updated" narrowed to "a dependency has a new data version": the daily
-# refresh materializes every collection's inputs, and most of them with unchanged data versions.
-INDEX_AUTOMATION = dg.AutomationCondition.eager().replace(
-    "any_deps_updated",
-    dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
-    ).with_label("any_deps_changed"),
+# Eager, with "a dependency updated" narrowed to "a dependency has a new data version" (the daily
+# refresh materializes every collection's inputs, and most of them with unchanged data versions),
+# and held while any run of the pipeline job is queued or running, so that a refresh of many
+# ranges makes one round of index runs, not one per range (`PipelineRunsFinished`).
+INDEX_AUTOMATION = (
+    dg.AutomationCondition.eager().replace(
+        "any_deps_updated",
+        dg.AutomationCondition.any_deps_match(
+            dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
+        ).with_label("any_deps_changed"),
+    )
+    & PipelineRunsFinished()
 )
 
 
@@ -60,7 +66,8 @@ class NftIndexConfig(dg.Config):
     # `clip_model` (unpartitioned, so a new model re-indexes every partition: vectors of two models
     # are not comparable), and a new collection's partition once it has inputs. Never while an input
     # is missing (no model yet: the run would fail) or in progress (the refresh run or the training
-    # still writing), so a refresh run or a training run triggers one re-index when it finishes.
+    # still writing), and not while any run of the pipeline job is queued or running, so a refresh
+    # of many ranges or a training run triggers one round of re-indexing when it finishes.
     # "Updated" means a new data version (see INDEX_AUTOMATION), so a refresh that changed nothing
     # requests no index run.
     automation_condition=INDEX_AUTOMATION,

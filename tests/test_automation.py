@@ -85,7 +85,7 @@ def test_the_automation_sensor_runs_by_default_and_covers_the_index():
 def test_the_index_follows_refreshed_partitions_and_new_models_once_a_model_exists(tmp_path):
     """Ticks of the automation sensor's evaluation between real runs: nothing before a model
     exists, every partition after one, none once indexed, only the refreshed partition after a
-    refresh, every partition after the model is trained again."""
+    refresh and once no run of the pipeline is left, every partition after the model is trained again."""
     gateway = SampleGateway(supplies={"cryptopunks": 12, "nouns": 12})
     training = {"ops": {"clip_model": {"config": {"collections": ["cryptopunks", "nouns"], "epochs": 1, "batch_size": 16, "split": "by_token"}}}}
     with (
@@ -128,6 +128,13 @@ def test_the_index_follows_refreshed_partitions_and_new_models_once_a_model_exis
 
         gateway.set_supply("nouns", 15)  # the daily refresh finds 3 new nouns
         assert job.execute_in_process(partition_key="nouns", instance=instance).success
+        # Another run of the refresh has not finished (created, not started): the index waits for
+        # it, then asks for nouns.
+        waiting = instance.create_run_for_job(job, tags={"dagster/partition": "cryptopunks"})
+        assert waiting.status == dg.DagsterRunStatus.NOT_STARTED
+        assert tick() == set()
+        assert tick() == set()
+        instance.report_run_canceled(waiting)
         assert tick() == {"nouns"}
         materialize(nft_index, partition="nouns")
         layout = DataLayout(tmp_path / "data")
