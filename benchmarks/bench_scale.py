@@ -10,7 +10,7 @@ sized like the NFT1000 catalog scaled to a median of 20 tokens), `dagster-webser
    runs over ranges of `COLLECTIONS_PER_RUN` collections (assets/batching.py);
 2. training: `clip_model` (tiny preset, `--epochs`, at most `--max-examples` pairs) queued over GraphQL;
 3. index: the `nft_index` runs the automation sensor starts once the model exists;
-4. report: `cvi_report` queued over GraphQL;
+4. report: `cvi_report` queued over GraphQL (`--no-report` leaves it out);
 5. refresh: `--refresh-share` (1%) more tokens minted at the gateway, then the daily schedule's
    range runs, and the index runs that follow;
 6. no-op refreshes: the same range runs again (nothing changed), then the first `--noop-single`
@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument(
         "--ui-only", action="store_true", help="no daemon and no runs: register the partitions, load the UI"
     )
+    parser.add_argument("--no-report", action="store_true", help="leave out the report stage (`cvi_report`)")
     parser.add_argument("--work-dir", type=Path, help="keep logs and data here (default: a temporary dir)")
     parser.add_argument(
         "--noop-single",
@@ -180,7 +181,7 @@ def main() -> None:
             try:
                 run_stages(
                     stack, arguments.collections, arguments.epochs, arguments.max_examples, arguments.refresh_share,
-                    arguments.timeout, arguments.noop_single, stages,
+                    arguments.timeout, arguments.noop_single, stages, report=not arguments.no_report,
                 )  # fmt: skip
             except Exception:  # the stages that ended are still worth printing
                 traceback.print_exc()

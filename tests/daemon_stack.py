@@ -463,12 +463,13 @@ def run_stages(
     timeout: float,
     noop_single: int = 0,
     stages: list[Stage] | None = None,
+    report: bool = True,
 ) -> list[Stage]:
     """The backfill (the discovery sensor's range runs), training and the report (queued over
-    GraphQL), the index (the automation sensor's runs), then a refresh after minting
-    `refresh_share` more tokens: the daily schedule's range runs and the index runs that follow;
-    then refreshes in which nothing changed (`noop_refreshes`, the first `noop_single` collections'
-    one run each). Each stage is appended to `stages` as it ends (kept if a later one fails)."""
+    GraphQL; `report=False` leaves it out), the index (the automation sensor's runs), then a refresh
+    after minting `refresh_share` more tokens: the daily schedule's range runs and the index runs
+    that follow; then refreshes in which nothing changed (`noop_refreshes`, the first `noop_single`
+    collections' one run each). Each stage is appended to `stages` as it ends (kept if a later one fails)."""
     stages = [] if stages is None else stages
     rows = stack.event_log_rows()
     since = time.time()
@@ -485,9 +486,10 @@ def run_stages(
     ended = stack.wait_for_quiet(timeout)
     stages.append(_stage(stack, "index", since, ended, rows))
 
-    rows, since = stack.event_log_rows(), time.time()
-    ended = _one_run(stack, stack.launch("__ASSET_JOB", assets=["cvi_report"]), timeout)
-    stages.append(_stage(stack, "report", since, ended, rows))
+    if report:
+        rows, since = stack.event_log_rows(), time.time()
+        ended = _one_run(stack, stack.launch("__ASSET_JOB", assets=["cvi_report"]), timeout)
+        stages.append(_stage(stack, "report", since, ended, rows))
 
     supplies = {row["slug"]: int(row["total_supply"]) for row in _catalog_rows(stack.catalog)}
     new_tokens = max(1, round(refresh_share * sum(supplies.values())))
