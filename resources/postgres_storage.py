@@ -3,15 +3,17 @@
 `dagster_postgres` opens a new connection for every query (SQLAlchemy's `NullPool`, so that
 short-lived instances hold none). Each costs a PostgreSQL backend process and a SCRAM
 handshake, about 7 ms here, and a range run writes a few events and reads the partition keys for
-every collection and asset: a no-op range of 25 collections opened 2,684 connections, half its
-37.6 s. With each process keeping its connections (`PooledPostgresStorage`), the same range took
-13.3 s (docs/scale.md, "Connections to PostgreSQL").
+every collection and asset: a range of 25 collections opened 2,684 connections, and a no-op one
+took 30.5 s against 11.5 s with the connections kept (docs/scale.md, "Connections to PostgreSQL",
+`benchmarks/bench_pg_connections.py`).
 
-Each process holds at most `POOL_SIZE` idle connections per store (runs, events, schedules) and
-opens extra ones for concurrent threads (`MAX_OVERFLOW`), closing those when they return. A
-connection is tested before use (`pool_pre_ping`) and replaced after `POOL_RECYCLE_S`, so a
-restarted server costs one failed check, not a failed run. The webserver already pools this way
-(Dagster's `optimize_for_webserver`); this does it for the daemon, code servers and run workers.
+Each process keeps up to `POOL_SIZE` connections per store (runs, events, schedules): two,
+because writing an event can need a second connection while the first is held, and with one a
+range of 25 still opened 200. Concurrent threads open extra ones (`MAX_OVERFLOW`), closed when
+they return. A connection is tested before use (`pool_pre_ping`) and replaced after
+`POOL_RECYCLE_S`, so a restarted server costs one failed check, not a failed run. The webserver
+already pools (Dagster's `optimize_for_webserver`); this does it for the daemon, code servers and
+run workers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
-POOL_SIZE = 1
+POOL_SIZE = 2
 MAX_OVERFLOW = 10
 POOL_RECYCLE_S = 3600
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
 import dagster as dg
 import pytest
+import sqlalchemy
 
 from assets import ingest
 from assets.automation import PIPELINE_JOB
@@ -37,6 +39,21 @@ from tests.test_backfill_cli import dagster_home, run_cli
 REPO = Path(__file__).resolve().parent.parent
 SUPPLY = 60
 POOL_LIMITS = {"download": 2, "training": 1}
+
+
+@contextmanager
+def connections_opened() -> Iterator[list[object]]:
+    """The database connections any SQLAlchemy engine of this process opens inside the block."""
+    opened: list[object] = []
+
+    def connected(dbapi_connection: object, _record: object) -> None:
+        opened.append(dbapi_connection)
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", connected)
+    try:
+        yield opened
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "connect", connected)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +83,11 @@ def test_one_partition_end_to_end_on_postgres(postgres, tmp_path):
             resources = local_resources(gateway.base_url, Path(env["NFT_PIPELINE_DATA"]))
             assert dg.materialize([ingest.collections], instance=instance, resources=resources).success
             job = build_definitions(resources).resolve_job_def(PIPELINE_JOB)
-            assert job.execute_in_process(partition_key="cryptopunks", instance=instance).success
+            with connections_opened() as opened:
+                assert job.execute_in_process(partition_key="cryptopunks", instance=instance).success
+            # PooledPostgresStorage keeps its connections: dagster-postgres's own storage opened
+            # one per query, hundreds for this run; the pool opens a few, for concurrent threads.
+            assert 0 < len(opened) <= 20, len(opened)
             for pool, limit in POOL_LIMITS.items():
                 info = instance.event_log_storage.get_concurrency_info(pool)
                 assert (info.slot_count, info.active_slot_count, info.pending_step_count) == (limit, 0, 0), pool
