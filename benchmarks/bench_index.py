@@ -295,6 +295,7 @@ def ann_table(
     chosen: AnnSettings,
     peers: bool = False,
     kinds: Sequence[str] = tuple(PROBES),
+    hnsw_ef_construction: Sequence[int] = FAISS_HNSW_EF_CONSTRUCTION,
 ) -> None:
     """Exact search, then each kind of vector index built at a few partition counts and probed with a
     few (nprobes, refine_factor); with `peers`, faiss indexes on the same vectors, then the cost of
@@ -342,12 +343,18 @@ def ann_table(
             "columns per query.\n",
             flush=True,
         )
-        faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows))
+        faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows), hnsw_ef_construction)
         print(f"\nPeak RSS of this process: {peak_rss_mb():,.0f} MB.")
 
 
 def peer_table(
-    title: str, db_path: Path, vectors: np.ndarray, queries: np.ndarray, keys: list[str], chosen: AnnSettings
+    title: str,
+    db_path: Path,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    keys: list[str],
+    chosen: AnnSettings,
+    hnsw_ef_construction: Sequence[int] = FAISS_HNSW_EF_CONSTRUCTION,
 ) -> None:
     """The faiss peers against the exact reference, then LanceDB's default index rebuilt and probed
     last: no other LanceDB index is built or dropped, so a --work-dir run on a written table measures
@@ -360,7 +367,7 @@ def peer_table(
         "LanceDB's index files on disk, faiss's serialized index (held in memory).\n"
     )
     print(TABLE_HEADER, flush=True)
-    faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows))
+    faiss_peers(vectors, queries, keys, exact, chosen.num_partitions(rows), hnsw_ef_construction)
     details = asyncio.run(load_details(db_path))
     build_seconds, size = rebuild_vector_index(db_path, chosen)
     lance_row(db_path, queries, details, exact, chosen, chosen.num_partitions(rows), build_seconds, size, True)
@@ -381,7 +388,12 @@ def details_mb(db_path: Path) -> float:
 
 
 def faiss_peers(
-    vectors: np.ndarray, queries: np.ndarray, keys: list[str], exact: list[set[str]], partitions: int
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    keys: list[str],
+    exact: list[set[str]],
+    partitions: int,
+    hnsw_ef_construction: Sequence[int] = FAISS_HNSW_EF_CONSTRUCTION,
 ) -> None:
     """faiss on the same vectors and queries: HNSW and IVF (flat and 8-bit scalars, sharing one trained
     quantizer), built with every core and queried one query at a time on one thread, like the API.
@@ -403,7 +415,7 @@ def faiss_peers(
         ("faiss IVF-SQ8 (quantizer of IVF-Flat)", partitions, ivf_sq8, "nprobe", FAISS_IVF_NPROBE),
         *(
             (f"faiss HNSW (M={FAISS_HNSW_M}, efConstruction {ef})", "-", partial(hnsw, ef), "efSearch", FAISS_HNSW_EF_SEARCH)
-            for ef in FAISS_HNSW_EF_CONSTRUCTION
+            for ef in hnsw_ef_construction
         ),
     )
     for name, shown_partitions, make, knob, values in peers:
@@ -460,6 +472,7 @@ def synthetic(
     peers: bool,
     kinds: Sequence[str],
     peers_only: bool = False,
+    hnsw_ef_construction: Sequence[int] = FAISS_HNSW_EF_CONSTRUCTION,
 ) -> None:
     """`rows` clustered vectors written in partitions of CHUNK_ROWS (one if that is all), then `ann_table`."""
     clusters = Clusters.random(1_000, 512, rng)
@@ -480,9 +493,9 @@ def synthetic(
     title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
     queries = clusters.draw(QUERIES, rng)[0]
     if peers_only:
-        peer_table(title, db_path, vectors, queries, keys, settings)
+        peer_table(title, db_path, vectors, queries, keys, settings, hnsw_ef_construction)
     else:
-        ann_table(title, db_path, vectors, queries, keys, settings, peers, kinds)
+        ann_table(title, db_path, vectors, queries, keys, settings, peers, kinds, hnsw_ef_construction)
 
 
 def trained_model(work: Path, punks: int, nouns: int, epochs: int) -> tuple[Path, list[TrainingExample]]:
@@ -572,6 +585,10 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="only the synthetic tables (no model trained)")
     parser.add_argument("--skip-flat", action="store_true", help="leave out the exact search table by size")
     parser.add_argument("--skip-faiss", action="store_true", help="leave out the faiss peers and the HitDetails cost")
+    parser.add_argument(
+        "--hnsw-ef-construction", nargs="+", type=int, default=list(FAISS_HNSW_EF_CONSTRUCTION),
+        help="faiss HNSW builds to measure, by efConstruction",
+    )  # fmt: skip
     parser.add_argument("--kinds", nargs="+", default=list(PROBES), choices=list(PROBES), help="LanceDB index kinds")
     parser.add_argument(
         "--peers-only",
@@ -594,7 +611,10 @@ def main() -> None:
             if not arguments.skip_flat:
                 flat_threshold(work, rng)
             peers = not arguments.skip_faiss
-            synthetic(work, arguments.synthetic_rows, rng, settings, peers, arguments.kinds, arguments.peers_only)
+            synthetic(
+                work, arguments.synthetic_rows, rng, settings, peers, arguments.kinds, arguments.peers_only,
+                arguments.hnsw_ef_construction,
+            )  # fmt: skip
         if arguments.skip_real:
             return
         model_dir, examples = trained_model(work, arguments.punks, arguments.nouns, arguments.epochs)

@@ -13,7 +13,9 @@ range of 25 still opened 200. Concurrent threads open extra ones (`MAX_OVERFLOW`
 they return. A connection is tested before use (`pool_pre_ping`) and replaced after
 `POOL_RECYCLE_S`, so a restarted server costs one failed check, not a failed run. The webserver
 already pools (Dagster's `optimize_for_webserver`); this does it for the daemon, code servers and
-run workers.
+run workers. It replaces the stores' private `_engine`, as `optimize_for_webserver` does: the
+dagster-postgres release is pinned with dagster's (constraints.txt), and `tests/test_postgres.py`
+fails if a new one stops honouring the replaced engine (it counts the connections a run opens).
 """
 
 from __future__ import annotations
