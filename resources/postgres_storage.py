@@ -15,7 +15,7 @@ they return. A connection is tested before use (`pool_pre_ping`) and replaced af
 already pools (Dagster's `optimize_for_webserver`); this does it for the daemon, code servers and
 run workers. It replaces the stores' private `_engine`, as `optimize_for_webserver` does: the
 dagster-postgres release is pinned with dagster's (constraints.txt), and `tests/test_postgres.py`
-fails if a new one stops honouring the replaced engine (it counts the connections a run opens).
+fails if a new one stops honouring the replaced engine (it counts the connections an instance opens).
 """
 
 from __future__ import annotations

@@ -76,21 +76,24 @@ def test_one_partition_end_to_end_on_postgres(postgres, tmp_path):
             timeout=90,
         )
 
-    with mock.patch.dict(os.environ, env), running_gateway(SampleGateway(supplies={"cryptopunks": SUPPLY})) as gateway:
+    with (
+        mock.patch.dict(os.environ, env),
+        running_gateway(SampleGateway(supplies={"cryptopunks": SUPPLY})) as gateway,
+        connections_opened() as opened,
+    ):
         with dg.DagsterInstance.get() as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
             resources = local_resources(gateway.base_url, Path(env["NFT_PIPELINE_DATA"]))
             assert dg.materialize([ingest.collections], instance=instance, resources=resources).success
             job = build_definitions(resources).resolve_job_def(PIPELINE_JOB)
-            with connections_opened() as opened:
-                assert job.execute_in_process(partition_key="cryptopunks", instance=instance).success
-            # PooledPostgresStorage keeps its connections: dagster-postgres's own storage opened
-            # one per query, hundreds for this run; the pool opens a few, for concurrent threads.
-            assert 0 < len(opened) <= 20, len(opened)
+            assert job.execute_in_process(partition_key="cryptopunks", instance=instance).success
             for pool, limit in POOL_LIMITS.items():
                 info = instance.event_log_storage.get_concurrency_info(pool)
                 assert (info.slot_count, info.active_slot_count, info.pending_step_count) == (limit, 0, 0), pool
+    # PooledPostgresStorage keeps its connections: the instance opens a few (its stores, concurrent
+    # threads) for both runs; dagster-postgres's own storage opened one per query, hundreds.
+    assert 0 < len(opened) <= 20, len(opened)
 
     # Everything the instance knows is in PostgreSQL; nothing fell back to SQLite files.
     db = "nft_dagster"
