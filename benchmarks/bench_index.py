@@ -286,12 +286,20 @@ def rebuild_vector_index(db_path: Path, settings: AnnSettings) -> tuple[float, f
     return time.perf_counter() - started, vector_index_mb(db_path, before)
 
 
+@dataclass(frozen=True)
+class VectorTable:
+    """A LanceDB table written for the benchmark, its vectors in memory (for exact search and faiss),
+    the query vectors and each row's key (`collection/token`)."""
+
+    title: str
+    db_path: Path
+    vectors: np.ndarray
+    queries: np.ndarray
+    keys: list[str]
+
+
 def ann_table(
-    title: str,
-    db_path: Path,
-    vectors: np.ndarray,
-    queries: np.ndarray,
-    keys: list[str],
+    table: VectorTable,
     chosen: AnnSettings,
     peers: bool = False,
     kinds: Sequence[str] = tuple(PROBES),
@@ -300,6 +308,7 @@ def ann_table(
     """Exact search, then each kind of vector index built at a few partition counts and probed with a
     few (nprobes, refine_factor); with `peers`, faiss indexes on the same vectors, then the cost of
     `HitDetails`."""
+    title, db_path, vectors, queries, keys = table.title, table.db_path, table.vectors, table.queries, table.keys
     rows = len(vectors)
     exact = exact_neighbours(vectors, queries, keys)
     started = time.perf_counter()
@@ -348,17 +357,12 @@ def ann_table(
 
 
 def peer_table(
-    title: str,
-    db_path: Path,
-    vectors: np.ndarray,
-    queries: np.ndarray,
-    keys: list[str],
-    chosen: AnnSettings,
-    hnsw_ef_construction: Sequence[int] = FAISS_HNSW_EF_CONSTRUCTION,
+    table: VectorTable, chosen: AnnSettings, hnsw_ef_construction: Sequence[int] = FAISS_HNSW_EF_CONSTRUCTION
 ) -> None:
     """The faiss peers against the exact reference, then LanceDB's default index rebuilt and probed
     last: no other LanceDB index is built or dropped, so a --work-dir run on a written table measures
     the peers in minutes (the default build, the slowest step, comes after their rows are printed)."""
+    title, db_path, vectors, queries, keys = table.title, table.db_path, table.vectors, table.queries, table.keys
     rows = len(vectors)
     exact = exact_neighbours(vectors, queries, keys)
     print(f"\n### {title}: faiss peers and the LanceDB default\n")
@@ -492,10 +496,11 @@ def synthetic(
     print(f"\n{rows:,} synthetic vectors drawn and written in {time.perf_counter() - started:.0f} s", flush=True)
     title = f"{rows:,} synthetic 512-d vectors (1,000 clusters)"
     queries = clusters.draw(QUERIES, rng)[0]
+    table = VectorTable(title, db_path, vectors, queries, keys)
     if peers_only:
-        peer_table(title, db_path, vectors, queries, keys, settings, hnsw_ef_construction)
+        peer_table(table, settings, hnsw_ef_construction)
     else:
-        ann_table(title, db_path, vectors, queries, keys, settings, peers, kinds, hnsw_ef_construction)
+        ann_table(table, settings, peers, kinds, hnsw_ef_construction)
 
 
 def trained_model(work: Path, punks: int, nouns: int, epochs: int) -> tuple[Path, list[TrainingExample]]:
@@ -532,7 +537,7 @@ def real(work: Path, model_dir: Path, examples: list[TrainingExample], settings:
     picks = np.random.default_rng(2).choice(len(captions), QUERIES, replace=False)
     queries = model.embed_texts([captions[i] for i in picks])
     title = f"{len(keys):,} real {model.dim}-d embeddings (tiny preset on the sample punks and nouns), caption queries"
-    ann_table(title, lance_path(data_dir), np.concatenate(vectors), queries, keys, settings)
+    ann_table(VectorTable(title, lance_path(data_dir), np.concatenate(vectors), queries, keys), settings)
     return data_dir
 
 
